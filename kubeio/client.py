@@ -1,0 +1,172 @@
+"""A thin JSON client for the Kubernetes API on top of kubernetes-asyncio.
+
+kubernetes-asyncio loads kubeconfigs (certificates, tokens, exec plugins) and owns the
+aiohttp session; we talk to it in plain JSON dicts instead of generated models, because
+deserialising thousands of Pod models per second costs more than the whole controller.
+Library and HTTP errors become the small error tree below, at this edge and only here.
+
+Shared by `cis` (management and backing clusters) and `vk_provider` (the user's cluster).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client as k8s_client
+from kubernetes_asyncio import config as k8s_config
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+
+
+class KubeError(Exception):
+    """An API call failed; `status` is the HTTP status (0 when the server was unreachable)."""
+
+    def __init__(self, status: int, reason: str, message: str, body: JSON | None = None) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.body = body or {}
+
+
+class NotFound(KubeError):
+    pass
+
+
+class Conflict(KubeError):
+    """409: AlreadyExists on create, or a stale resourceVersion on update."""
+
+
+class Gone(KubeError):
+    """410: the resourceVersion a watch asked for was compacted away; relist."""
+
+
+class Unreachable(KubeError):
+    pass
+
+
+def _error(status: int, body: JSON | None, text: str = "") -> KubeError:
+    reason = str((body or {}).get("reason", ""))
+    message = str((body or {}).get("message", text[:300]))
+    cls = {404: NotFound, 409: Conflict, 410: Gone}.get(status, KubeError)
+    return cls(status, reason, message, body)
+
+
+class KubeClient:
+    """JSON verbs against one cluster. Construct with `from_kubeconfig`; close when done."""
+
+    def __init__(self, api: k8s_client.ApiClient, name: str = "") -> None:
+        self._api = api
+        self.name = name
+
+    @classmethod
+    async def from_kubeconfig(cls, path: Path | str, name: str = "", pool: int = 64) -> KubeClient:
+        cfg = k8s_client.Configuration()
+        await k8s_config.load_kube_config(config_file=str(path), client_configuration=cfg)
+        cfg.connection_pool_maxsize = pool
+        return cls(k8s_client.ApiClient(configuration=cfg), name or Path(path).stem)
+
+    @classmethod
+    async def from_kubeconfig_dict(cls, config: dict[str, Any], name: str, pool: int = 64) -> KubeClient:
+        cfg = k8s_client.Configuration()
+        await k8s_config.load_kube_config_from_dict(config, client_configuration=cfg)
+        cfg.connection_pool_maxsize = pool
+        return cls(k8s_client.ApiClient(configuration=cfg), name)
+
+    @property
+    def host(self) -> str:
+        return str(self._api.configuration.host)
+
+    async def close(self) -> None:
+        await self._api.close()
+
+    async def __aenter__(self) -> KubeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _request(
+        self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+        body: Any = None, content_type: str = "application/json", timeout: float | None = 30.0,
+    ) -> aiohttp.ClientResponse:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        query = [(k, str(v).lower() if isinstance(v, bool) else str(v))
+                 for k, v in (params or {}).items() if v is not None]
+        try:
+            resp: aiohttp.ClientResponse = await self._api.call_api(
+                path, method, query_params=query, header_params=headers, body=body,
+                auth_settings=["BearerToken"], _preload_content=False,
+                _request_timeout=timeout,
+            )
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise Unreachable(0, "Unreachable", f"{self.name}: {exc!r}") from exc
+        if resp.status >= 300:
+            text = await resp.text()
+            resp.release()
+            try:
+                raw = json.loads(text)
+            except ValueError:
+                raw = None
+            raise _error(resp.status, raw if isinstance(raw, dict) else None, text)
+        return resp
+
+    async def call(self, method: str, path: str, **kw: Any) -> JSON:
+        resp = await self._request(method, path, **kw)
+        try:
+            data: JSON = await resp.json(content_type=None)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise Unreachable(0, "Unreachable", f"{self.name}: {exc!r}") from exc
+        finally:
+            resp.release()
+        return data
+
+    async def text(self, path: str, params: Mapping[str, Any] | None = None) -> str:
+        """GET a non-JSON endpoint (/readyz, container logs)."""
+        resp = await self._request("GET", path, params=params)
+        try:
+            return await resp.text()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise Unreachable(0, "Unreachable", f"{self.name}: {exc!r}") from exc
+        finally:
+            resp.release()
+
+    async def get(self, path: str, params: Mapping[str, Any] | None = None) -> JSON:
+        return await self.call("GET", path, params=params)
+
+    async def create(self, path: str, body: JSON) -> JSON:
+        return await self.call("POST", path, body=body)
+
+    async def replace(self, path: str, body: JSON) -> JSON:
+        return await self.call("PUT", path, body=body)
+
+    async def patch(self, path: str, body: JSON, content_type: str = MERGE_PATCH) -> JSON:
+        return await self.call("PATCH", path, body=body, content_type=content_type)
+
+    async def delete(self, path: str, body: JSON | None = None) -> JSON | None:
+        """Delete; a missing object is not an error (deletion is idempotent)."""
+        try:
+            return await self.call("DELETE", path, body=body)
+        except NotFound:
+            return None
+
+    async def stream_lines(self, path: str, params: Mapping[str, Any], timeout: float | None) -> AsyncIterator[bytes]:
+        """Yield raw lines of a streaming response (watch, follow logs)."""
+        resp = await self._request("GET", path, params=params, timeout=timeout)
+        try:
+            async for line in resp.content:
+                if line.strip():
+                    yield line
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise Unreachable(0, "Unreachable", f"{self.name}: {exc!r}") from exc
+        finally:
+            resp.release()

@@ -1,0 +1,41 @@
+"""Pure parts of the informer: relist diffing and backoff."""
+
+from __future__ import annotations
+
+import pytest
+
+from kubeio.informer import backoff_delay, diff_relist, object_key
+
+
+def obj(name: str, rv: str, ns: str | None = "default") -> dict[str, object]:
+    meta: dict[str, str] = {"name": name, "resourceVersion": rv}
+    if ns:
+        meta["namespace"] = ns
+    return {"metadata": meta}
+
+
+@pytest.mark.parametrize(
+    ("cache", "items", "expected"),
+    [
+        ({}, [obj("a", "1")], [("ADDED", "default/a")]),
+        ({"default/a": obj("a", "1")}, [obj("a", "1")], []),
+        ({"default/a": obj("a", "1")}, [obj("a", "2")], [("MODIFIED", "default/a")]),
+        ({"default/a": obj("a", "1")}, [], [("DELETED", "default/a")]),
+        ({"default/a": obj("a", "1"), "default/b": obj("b", "1")}, [obj("b", "3"), obj("c", "4")],
+         [("MODIFIED", "default/b"), ("ADDED", "default/c"), ("DELETED", "default/a")]),
+    ],
+    ids=["new", "unchanged", "modified", "deleted-while-away", "mixed"],
+)
+def test_diff_relist(cache: dict, items: list, expected: list) -> None:
+    got = [(kind, object_key(o)) for kind, o in diff_relist(cache, items)]
+    assert got == expected
+
+
+def test_cluster_scoped_keys_have_no_namespace() -> None:
+    assert object_key(obj("node-1", "1", ns=None)) == "node-1"
+
+
+@pytest.mark.parametrize(("attempt", "delay"), [(0, 0.5), (1, 0.5), (2, 1.0), (3, 2.0), (7, 30.0), (50, 30.0)],
+                         ids=["zero", "first", "second", "third", "capped", "far"])
+def test_backoff_is_capped_exponential(attempt: int, delay: float) -> None:
+    assert backoff_delay(attempt) == delay
