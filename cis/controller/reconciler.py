@@ -1,0 +1,384 @@
+"""The instance controller: turns ContainerInstances into Kata pods on backing clusters and
+keeps their status true.
+
+Inputs are watches only: ContainerInstances and cluster registrations in the management
+cluster, nodes and pods in each backing cluster. Every change enqueues the instance's
+key; a key is reconciled by one worker at a time. Each reconcile reads the caches,
+decides with the pure functions of `cis.domain`, and acts: events are made durable
+first, then the status is written, then pods are created or deleted. Crashing between
+any two steps replays the same decision with the same event ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cis.backing import CLUSTER_LABEL, SYSTEM_NAMESPACE, ClusterRuntime, cluster_from_secret
+from cis.controller.sink import EventSink
+from cis.domain import errors
+from cis.domain.events import heartbeat_event, plan_events
+from cis.domain.ids import ClusterName, RegionName, ZoneName
+from cis.domain.model import FINALIZER, Instance, InstanceStatus, Phase, instance_from_resource
+from cis.domain.placement import ClusterSnapshot, choose_cluster_for, explain_no_cluster
+from cis.domain.pods import PodSettings, instance_manifests, tenant_manifests
+from cis.domain.sizes import parse_cpu, parse_memory
+from cis.domain.status import (
+    deleting_status,
+    lost_status,
+    replacement_allowed,
+    requeued_status,
+    scheduled_status,
+    should_release,
+    should_replace,
+    status_changed,
+    status_from_pod,
+    waiting_status,
+)
+from cis.store import RESTART_ANNOTATION, InstanceStore
+from kubeio.client import JSON, Conflict, KubeClient, KubeError
+from kubeio.informer import Informer, object_key
+from kubeio.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+LABEL_INSTANCE = "cis.io/instance"
+LABEL_TENANT = "cis.io/tenant"
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    workers: int = 16
+    # Long enough for a scheduler to find room after a burst; short enough that a user
+    # waits minutes, not hours, for another cluster.
+    unschedulable_timeout: timedelta = timedelta(minutes=2)
+    heartbeat_interval: timedelta = timedelta(seconds=60)
+    # How often Queued instances retry placement when nothing else wakes them.
+    queued_retry: float = 2.0
+    # A cluster unreachable this long has lost its pods; 3 missed 5 s probes plus slack.
+    lost_after: timedelta = timedelta(seconds=20)
+
+
+def _mib(num_bytes: int) -> int:
+    return num_bytes // (1024 * 1024)
+
+
+def snapshot(rt: ClusterRuntime) -> ClusterSnapshot:
+    cap = rt.capacity()
+    overhead = (rt.runtime_class or {}).get("overhead", {}).get("podFixed", {})
+    return ClusterSnapshot(
+        name=ClusterName(rt.name), region=RegionName(rt.cfg.region),
+        zones=frozenset({ZoneName(rt.cfg.zone)}) if rt.cfg.zone else frozenset(),
+        healthy=rt.healthy and rt.synced(), has_runtime_class=rt.runtime_class is not None,
+        allocatable_cpu_millis=cap.allocatable_cpu_millis,
+        allocatable_memory_mib=_mib(cap.allocatable_memory_bytes),
+        allocated_cpu_millis=cap.requested_cpu_millis,
+        allocated_memory_mib=_mib(cap.requested_memory_bytes),
+        pending_pods=cap.pending_pods, max_pending=rt.cfg.max_pending,
+        overhead_cpu_millis=parse_cpu(overhead.get("cpu", 0)),
+        overhead_memory_mib=_mib(parse_memory(overhead.get("memory", 0))),
+    )
+
+
+class Controller:
+    def __init__(self, mgmt: KubeClient, store: InstanceStore, sink: EventSink,
+                 settings: ControllerSettings | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.mgmt = mgmt
+        self.store = store
+        self.sink = sink
+        self.settings = settings or ControllerSettings()
+        self.clock = clock
+        self.queue = WorkQueue()
+        self.instances = Informer(mgmt, "/apis/cis.io/v1/containerinstances", self._instance_event)
+        self.registrations = Informer(mgmt, f"/api/v1/namespaces/{SYSTEM_NAMESPACE}/secrets",
+                                      self._registration_event, label_selector=CLUSTER_LABEL)
+        self.clusters: dict[str, ClusterRuntime] = {}
+        self._cluster_tasks: dict[str, asyncio.Task[None]] = {}
+        self._tg: asyncio.TaskGroup | None = None
+        self._tenant_ready: set[tuple[str, str]] = set()
+        self._unreachable_since: dict[str, datetime] = {}
+        self.leading = asyncio.Event()
+
+    # --- wiring -------------------------------------------------------------------------
+
+    def synced(self) -> bool:
+        return (self.instances.synced.is_set() and self.registrations.synced.is_set()
+                and all(rt.synced() for rt in self.clusters.values()))
+
+    async def run(self) -> None:
+        """Runs informers, cluster views and workers until cancelled (needs leadership)."""
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            tg.create_task(self.registrations.run(), name="cluster-registrations")
+            await self.registrations.synced.wait()
+            tg.create_task(self.instances.run(), name="instances")
+            tg.create_task(self.queue.run_delayed(), name="queue-delays")
+            tg.create_task(self._heartbeats(), name="heartbeats")
+            tg.create_task(self._watch_cluster_health(), name="cluster-health")
+            await self.instances.synced.wait()
+            for rt in self.clusters.values():
+                while not rt.synced():
+                    await asyncio.sleep(0.1)
+            for i in range(self.settings.workers):
+                tg.create_task(self.queue.work(self.reconcile), name=f"worker-{i}")
+            for key in list(self.instances.cache):
+                self.queue.add(key)
+            log.info("controller running: %d instances, clusters %s",
+                     len(self.instances.cache), sorted(self.clusters))
+
+    async def _registration_event(self, kind: str, obj: JSON) -> None:
+        cfg = cluster_from_secret(obj)
+        old = self._cluster_tasks.pop(cfg.name, None)
+        if old is not None:
+            old.cancel()
+            await self.clusters.pop(cfg.name).client.close()
+        if kind == "DELETED":
+            return
+        client = await KubeClient.from_kubeconfig_dict(cfg.kubeconfig, cfg.name)
+        rt = ClusterRuntime(cfg, client, self._pod_event)
+        self.clusters[cfg.name] = rt
+        if self._tg is not None:
+            self._cluster_tasks[cfg.name] = self._tg.create_task(rt.run(), name=f"cluster-{cfg.name}")
+        log.info("backing cluster %s registered (region %s)", cfg.name, cfg.region)
+
+    async def _instance_event(self, kind: str, obj: JSON) -> None:
+        self.queue.add(object_key(obj))
+
+    async def _pod_event(self, rt: ClusterRuntime, kind: str, pod: JSON) -> None:
+        labels = pod["metadata"].get("labels") or {}
+        if LABEL_INSTANCE in labels and LABEL_TENANT in labels:
+            self.queue.add(f"tenant-{labels[LABEL_TENANT]}/{labels[LABEL_INSTANCE]}")
+        if kind == "DELETED" and pod["metadata"].get("labels", {}).get("cis.io/managed-by"):
+            # Freed capacity: let Queued instances try again now rather than at the next tick.
+            self._wake_queued(limit=8)
+
+    def _wake_queued(self, limit: int) -> None:
+        woken = 0
+        for key, raw in self.instances.cache.items():
+            if (raw.get("status") or {}).get("phase") == Phase.QUEUED.value:
+                self.queue.add(key)
+                woken += 1
+                if woken >= limit:
+                    return
+
+    # --- reconcile ----------------------------------------------------------------------
+
+    async def reconcile(self, key: str) -> None:
+        raw = self.instances.cache.get(key)
+        if raw is None:
+            return
+        try:
+            inst = instance_from_resource(raw)
+        except (ValueError, errors.InvalidInput) as exc:
+            log.error("instance %s is malformed: %s", key, exc)
+            return
+        try:
+            await self._reconcile(inst, raw)
+        except (KubeError, errors.CisError) as exc:
+            log.warning("instance %s: %s; retrying", key, exc)
+            self.queue.add_after(key, 1.0)
+
+    async def _reconcile(self, inst: Instance, raw: JSON) -> None:
+        now = self.clock()
+        if inst.deleting:
+            await self._delete(inst, raw, now)
+            return
+        if RESTART_ANNOTATION in (raw["metadata"].get("annotations") or {}):
+            await self._restart(inst, raw, now)
+            return
+        phase = inst.status.phase
+        if phase is Phase.QUEUED:
+            await self._place(inst, now)
+            return
+        rt = self.clusters.get(inst.status.cluster or "")
+        pod = self._pod(rt, inst) if rt else None
+        if phase.ended:
+            if rt is not None and pod is not None:
+                await self._delete_pod(rt, inst)
+            return
+        if rt is None or self._lost(rt, now):
+            await self._handle_lost(inst, now, "the backing cluster is unreachable")
+            return
+        if pod is None:
+            if inst.status.started_at is None:
+                await self._create_pod(rt, inst)  # Scheduled but the pod is not there yet
+            else:
+                await self._handle_lost(inst, now, "the pod disappeared")
+            return
+        new = status_from_pod(pod, inst.status, spec=inst.spec, now=now)
+        if should_replace(inst.with_status(new), pod, now=now,
+                          unschedulable_timeout=self.settings.unschedulable_timeout):
+            await self._handle_lost(inst.with_status(new), now, "re-placing the instance")
+            await self._delete_pod(rt, inst)
+            return
+        inst = await self._commit(inst, new, now)
+        if should_release(inst, pod):
+            await self._delete_pod(rt, inst)
+        elif new.phase is Phase.SCHEDULED and new.started_at is None:
+            # An unschedulable pod is re-checked when the timeout may have passed.
+            self.queue.add_after(f"{inst.namespace}/{inst.id}",
+                                 self.settings.unschedulable_timeout.total_seconds() / 4)
+
+    async def _commit(self, inst: Instance, new: InstanceStatus | None, now: datetime) -> Instance:
+        """Events first (durable), then the status carrying the new event sequence."""
+        events, status = plan_events(inst, new, now)
+        await self.sink.write(events)
+        if status is None or (not status_changed(inst.status, status)):
+            return inst if status is None else inst.with_status(status)
+        updated = await self.store.update_status(inst.with_status(status))
+        self.instances.cache[f"{inst.namespace}/{inst.id}"] = _merge_status(
+            self.instances.cache.get(f"{inst.namespace}/{inst.id}"), updated)
+        return updated
+
+    # --- placement ----------------------------------------------------------------------
+
+    async def _place(self, inst: Instance, now: datetime) -> None:
+        snaps = [snapshot(rt) for rt in self.clusters.values()]
+        spread = {ClusterName(rt.name): rt.capacity().pods for rt in self.clusters.values()}
+        chosen = choose_cluster_for(inst, snaps, spread=spread)
+        key = f"{inst.namespace}/{inst.id}"
+        if chosen is None:
+            reason, message = explain_no_cluster(inst.size, snaps, region=inst.spec.region,
+                                                 zone=inst.spec.zone)
+            await self._commit(inst, waiting_status(inst.status, reason=reason, message=message), now)
+            self.queue.add_after(key, self.settings.queued_retry)
+            return
+        rt = self.clusters[chosen]
+        # Reserve at once, so the next placement in this burst sees the room as taken.
+        rt.in_flight[inst.id] = (inst.size.cpu_millis, inst.size.memory_mib * 1024 * 1024)
+        try:
+            new = scheduled_status(inst.status, cluster=chosen, region=RegionName(rt.cfg.region),
+                                   zone=ZoneName(rt.cfg.zone) if rt.cfg.zone else None, now=now)
+            inst = await self._commit(inst, new, now)
+            await self._create_pod(rt, inst)
+        except BaseException:
+            rt.in_flight.pop(inst.id, None)
+            raise
+
+    async def _create_pod(self, rt: ClusterRuntime, inst: Instance) -> None:
+        settings = PodSettings(runtime_class_name=rt.cfg.runtime_handler)
+        if (inst.tenant, rt.name) not in self._tenant_ready:
+            for manifest in tenant_manifests(inst.tenant, settings):
+                await _ensure(rt.client, manifest)
+            self._tenant_ready.add((inst.tenant, rt.name))
+        secrets = await self.store.secrets(inst.tenant, inst.id) if inst.spec.has_secrets else None
+        full = instance_from_resource(self.instances.cache.get(f"{inst.namespace}/{inst.id}") or {
+            "metadata": {"name": inst.id, "namespace": inst.namespace}}, secrets) if secrets else inst
+        for manifest in instance_manifests(full.with_status(inst.status), settings):
+            await _ensure(rt.client, manifest)
+
+    async def _delete_pod(self, rt: ClusterRuntime, inst: Instance) -> None:
+        await rt.client.delete(f"/api/v1/namespaces/{inst.namespace}/pods/{inst.id}")
+
+    def _pod(self, rt: ClusterRuntime, inst: Instance) -> JSON | None:
+        pod = rt.pods.cache.get(f"{inst.namespace}/{inst.id}")
+        if pod is None:
+            return None
+        # A pod of an earlier attempt that was re-placed is not this instance's pod.
+        if (pod["metadata"].get("annotations") or {}).get("cis.io/instance-uid", inst.uid) != inst.uid:
+            return None
+        return pod
+
+    # --- loss, restart, deletion --------------------------------------------------------
+
+    def _lost(self, rt: ClusterRuntime, now: datetime) -> bool:
+        since = self._unreachable_since.get(rt.name)
+        return since is not None and now - since >= self.settings.lost_after
+
+    async def _handle_lost(self, inst: Instance, now: datetime, message: str) -> None:
+        inst = await self._commit(inst, lost_status(inst.status, now=now, message=message), now)
+        if replacement_allowed(inst):
+            reason = "Replacing"
+            await self._commit(inst, requeued_status(inst.status, now=now, reason=reason, message=message), now)
+            self.queue.add(f"{inst.namespace}/{inst.id}")
+
+    async def _restart(self, inst: Instance, raw: JSON, now: datetime) -> None:
+        rt = self.clusters.get(inst.status.cluster or "")
+        if rt is not None and self._pod(rt, inst) is not None:
+            await self._delete_pod(rt, inst)
+        if inst.status.phase is not Phase.QUEUED:
+            inst = await self._commit(inst, lost_status(inst.status, now=now, message="restart requested"), now)
+            inst = await self._commit(inst, requeued_status(inst.status, now=now, reason="Restarting"), now)
+        path = f"/apis/cis.io/v1/namespaces/{inst.namespace}/containerinstances/{inst.id}"
+        await self.mgmt.patch(path, {"metadata": {"annotations": {RESTART_ANNOTATION: None}}})
+
+    async def _delete(self, inst: Instance, raw: JSON, now: datetime) -> None:
+        if FINALIZER not in (raw["metadata"].get("finalizers") or []):
+            return
+        inst = await self._commit(inst, deleting_status(inst.status, now=now), now)
+        rt = self.clusters.get(inst.status.cluster or "")
+        if rt is not None and not self._lost(rt, now) and self._pod(rt, inst) is not None:
+            await self._delete_pod(rt, inst)
+            return  # the pod's DELETED event brings us back
+        await self._commit(inst, None, now)  # instance.deleted
+        await self.store.remove_finalizer(raw, FINALIZER)
+
+    # --- periodic -----------------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        interval = self.settings.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval.total_seconds())
+            now = self.clock()
+            beats = []
+            for raw in list(self.instances.cache.values()):
+                if (raw.get("status") or {}).get("phase") != Phase.RUNNING.value:
+                    continue
+                try:
+                    beat = heartbeat_event(instance_from_resource(raw), now, interval)
+                except (ValueError, errors.InvalidInput):
+                    continue
+                if beat is not None:
+                    beats.append(beat)
+            await self.sink.write(beats)
+
+    async def _watch_cluster_health(self) -> None:
+        """Track how long each cluster has been unreachable; wake its instances when it
+        crosses the loss threshold, and Queued ones when it recovers."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = self.clock()
+            for rt in list(self.clusters.values()):
+                if rt.healthy:
+                    if self._unreachable_since.pop(rt.name, None) is not None:
+                        log.info("backing cluster %s is reachable again", rt.name)
+                        self._wake_queued(limit=1000)
+                    continue
+                since = self._unreachable_since.setdefault(rt.name, now)
+                if now - since >= self.settings.lost_after and now - since < self.settings.lost_after + timedelta(seconds=1.5):
+                    log.warning("backing cluster %s lost; re-placing its instances", rt.name)
+                    for key, raw in self.instances.cache.items():
+                        if (raw.get("status") or {}).get("cluster") == rt.name:
+                            self.queue.add(key)
+
+
+def _merge_status(cached: JSON | None, updated: Instance) -> JSON:
+    """The cached object with the status and resourceVersion we just wrote."""
+    from cis.domain.model import status_to_json
+
+    base = dict(cached or {})
+    base["metadata"] = {**base.get("metadata", {}), "resourceVersion": updated.resource_version}
+    base["status"] = status_to_json(updated.status)
+    return base
+
+
+async def _ensure(client: KubeClient, manifest: dict[str, Any]) -> None:
+    """Create an object; an existing one with the same name is fine (idempotent replay)."""
+    path = _collection_path(manifest)
+    try:
+        await client.create(path, manifest)
+    except Conflict:
+        pass
+
+
+def _collection_path(m: dict[str, Any]) -> str:
+    api, kind, ns = m["apiVersion"], m["kind"], m["metadata"].get("namespace")
+    plural = {"Pod": "pods", "Secret": "secrets", "Namespace": "namespaces",
+              "NetworkPolicy": "networkpolicies"}[kind]
+    prefix = "/api/v1" if api == "v1" else f"/apis/{api}"
+    return f"{prefix}/namespaces/{ns}/{plural}" if ns else f"{prefix}/{plural}"

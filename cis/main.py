@@ -1,0 +1,201 @@
+"""Wiring of `cis serve`: one process, one root TaskGroup holding the HTTP site, the
+leader election, the controller and the informers. If any of them fails, the rest are
+cancelled and the process exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+from elasticsearch import AsyncElasticsearch
+
+from cis.api.app import Services, create_app
+from cis.api.metrics import Metrics
+from cis.controller.lease import LeaderElector
+from cis.controller.reconciler import Controller, ControllerSettings
+from cis.controller.sink import EventSink
+from cis.domain.ids import TenantName
+from cis.domain.model import instance_from_resource
+from cis.history import EventHistory
+from cis.instances import InstanceService
+from cis.lifecycle_log import LifecycleLog
+from cis.store import InstanceStore
+from cis.tenants import SYSTEM_NAMESPACE, TenantDirectory
+from kubeio.client import Conflict, KubeClient
+
+log = logging.getLogger(__name__)
+
+CRD_DIR = Path(__file__).resolve().parents[1] / "deploy" / "crds"
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    kubeconfig: Path
+    events_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    es_url: str | None = None
+    # Written once with a fresh admin key when no admin key exists yet (bootstrap).
+    admin_key_file: Path | None = None
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    controller: ControllerSettings = field(default_factory=ControllerSettings)
+
+
+async def ensure_crds(kube: KubeClient) -> None:
+    """Install or update our CRDs and wait until they are served."""
+    for path in sorted(CRD_DIR.glob("*.yaml")):
+        crd = yaml.safe_load(path.read_text())
+        base = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+        try:
+            await kube.create(base, crd)
+        except Conflict:
+            current = await kube.get(f"{base}/{crd['metadata']['name']}")
+            crd["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            await kube.replace(f"{base}/{crd['metadata']['name']}", crd)
+        for _ in range(100):
+            got = await kube.get(f"{base}/{crd['metadata']['name']}")
+            conds = {c["type"]: c["status"] for c in (got.get("status") or {}).get("conditions") or []}
+            if conds.get("Established") == "True":
+                break
+            await asyncio.sleep(0.1)
+
+
+class Platform:
+    """Everything `cis serve` runs, built from settings; `run()` does the I/O."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.site_started = asyncio.Event()
+        self.kube: KubeClient | None = None
+        self.controller: Controller | None = None
+        self.tenants: TenantDirectory | None = None
+        self.elector: LeaderElector | None = None
+        self.services: Services | None = None
+
+    def _regions(self) -> list[dict[str, Any]]:
+        assert self.controller is not None
+        regions: dict[str, dict[str, Any]] = {}
+        for rt in self.controller.clusters.values():
+            r = regions.setdefault(rt.cfg.region, {"name": rt.cfg.region, "zones": [], "clusters": []})
+            if rt.cfg.zone and rt.cfg.zone not in r["zones"]:
+                r["zones"].append(rt.cfg.zone)
+            r["clusters"].append({"name": rt.name, "healthy": rt.healthy})
+        return sorted(regions.values(), key=lambda r: str(r["name"]))
+
+    def _ready(self) -> dict[str, bool]:
+        assert self.controller and self.tenants and self.elector
+        return {"informers": self.controller.synced() and self.tenants.synced(),
+                "leader-or-standby": True, "http": self.site_started.is_set()}
+
+    def _cached_instances(self, tenant: TenantName) -> list[Any]:
+        assert self.controller is not None
+        prefix = f"tenant-{tenant}/"
+        out = []
+        for key, raw in list(self.controller.instances.cache.items()):
+            if key.startswith(prefix):
+                with contextlib.suppress(Exception):
+                    out.append(instance_from_resource(raw))
+        return out
+
+    @contextlib.asynccontextmanager
+    async def _clients(self) -> AsyncIterator[KubeClient]:
+        kube = await KubeClient.from_kubeconfig(self.settings.kubeconfig, "management")
+        try:
+            yield kube
+        finally:
+            await kube.close()
+
+    async def run(self) -> None:
+        s = self.settings
+        async with self._clients() as kube:
+            self.kube = kube
+            await ensure_crds(kube)
+            store = InstanceStore(kube)
+            self.tenants = TenantDirectory(kube)
+            await self.tenants.ensure_system_namespace()
+            sink = EventSink(LifecycleLog(s.events_dir))
+            self.controller = Controller(kube, store, sink, s.controller)
+            self.elector = LeaderElector(kube, SYSTEM_NAMESPACE, "cis-controller", s.identity)
+            instances = InstanceService(store, self.tenants, self._cached_instances,
+                                        lambda: {r["name"] for r in self._regions()})
+            self.services = Services(instances=instances, tenants=self.tenants, metrics=self.metrics,
+                                     regions=self._regions, ready=self._ready)
+            es = AsyncElasticsearch(s.es_url) if s.es_url else None
+            if es is not None:
+                self.services.instance_events = EventHistory(es)
+            app = create_app(self.services)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(sink.run(), name="event-sink")
+                    tg.create_task(self.tenants.tenants.run(), name="tenants")
+                    tg.create_task(self.tenants.admin.run(), name="admin-keys")
+                    tg.create_task(self.elector.run(), name="leader-election")
+                    tg.create_task(self._run_controller(), name="controller")
+                    await self.tenants.admin.synced.wait()
+                    await self.tenants.tenants.synced.wait()
+                    await self._bootstrap_admin_key()
+                    site = web.TCPSite(runner, s.host, s.port)
+                    await site.start()
+                    self.site_started.set()
+                    log.info("CIS API listening on http://%s:%d", s.host, s.port)
+            finally:
+                await runner.cleanup()
+                if es is not None:
+                    await es.close()
+
+    async def _run_controller(self) -> None:
+        assert self.elector and self.controller
+        await self.elector.leading.wait()
+        await self.controller.run()
+
+    async def _bootstrap_admin_key(self) -> None:
+        path = self.settings.admin_key_file
+        assert self.tenants is not None
+        if path is None or path.exists():
+            return
+        if self.tenants.has_admin_key():
+            return
+        _, key = await self.tenants.create_key(None)
+        path.write_text(key + "\n")
+        path.chmod(0o600)
+        log.info("bootstrap admin key written to %s", path)
+
+
+def add_serve_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the CIS API and controller")
+    p.add_argument("--kubeconfig", type=Path, required=True, help="management cluster")
+    p.add_argument("--events-dir", type=Path, required=True, help="where lifecycle events are written")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--es", dest="es_url", default=None, help="Elasticsearch URL (logs, events, billing)")
+    p.add_argument("--admin-key-file", type=Path, default=None)
+    p.add_argument("--workers", type=int, default=16)
+    p.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    settings = ServeSettings(kubeconfig=args.kubeconfig, events_dir=args.events_dir, host=args.host,
+                             port=args.port, es_url=args.es_url, admin_key_file=args.admin_key_file,
+                             controller=ControllerSettings(workers=args.workers))
+    t0 = time.monotonic()
+    try:
+        asyncio.run(Platform(settings).run())
+    except KeyboardInterrupt:
+        pass
+    log.info("CIS stopped after %.0fs", time.monotonic() - t0)
+    return 0
