@@ -25,7 +25,7 @@ unit: venv
 integration: deps
 	$(VENV)/bin/pytest -q -m integration tests/integration
 
-deps: venv binaries
+deps: venv binaries proto
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml

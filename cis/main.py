@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,8 @@ from cis.instances import InstanceService
 from cis.lifecycle_log import LifecycleLog
 from cis.store import InstanceStore
 from cis.tenants import SYSTEM_NAMESPACE, TenantDirectory
-from kubeio.client import Conflict, KubeClient
+from kubeio.client import JSON, Conflict, KubeClient
+from kubeio.informer import Informer
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,16 @@ class Platform:
         self.tenants: TenantDirectory | None = None
         self.elector: LeaderElector | None = None
         self.services: Services | None = None
+        self.instances: Informer | None = None
+        # Called with (kind, object) on every ContainerInstance change (gRPC watch streams).
+        self.instance_listeners: list[Callable[[str, JSON], Awaitable[None]]] = []
+
+    async def _instance_event(self, kind: str, obj: JSON) -> None:
+        """Every instance change goes to the controller (if leading) and to watchers."""
+        assert self.controller is not None
+        await self.controller.instance_event(kind, obj)
+        for listener in self.instance_listeners:
+            await listener(kind, obj)
 
     def _regions(self) -> list[dict[str, Any]]:
         assert self.controller is not None
@@ -97,14 +108,16 @@ class Platform:
 
     def _ready(self) -> dict[str, bool]:
         assert self.controller and self.tenants and self.elector
-        return {"informers": self.controller.synced() and self.tenants.synced(),
+        assert self.instances is not None
+        return {"informers": self.instances.synced.is_set() and self.tenants.synced(),
                 "leader-or-standby": True, "http": self.site_started.is_set()}
 
     def _cached_instances(self, tenant: TenantName) -> list[Any]:
         assert self.controller is not None
         prefix = f"tenant-{tenant}/"
         out = []
-        for key, raw in list(self.controller.instances.cache.items()):
+        assert self.instances is not None
+        for key, raw in list(self.instances.cache.items()):
             if key.startswith(prefix):
                 with contextlib.suppress(Exception):
                     out.append(instance_from_resource(raw))
@@ -127,7 +140,8 @@ class Platform:
             self.tenants = TenantDirectory(kube)
             await self.tenants.ensure_system_namespace()
             sink = EventSink(LifecycleLog(s.events_dir))
-            self.controller = Controller(kube, store, sink, s.controller)
+            self.instances = Informer(kube, "/apis/cis.io/v1/containerinstances", self._instance_event)
+            self.controller = Controller(kube, store, sink, self.instances, s.controller)
             self.elector = LeaderElector(kube, SYSTEM_NAMESPACE, "cis-controller", s.identity)
             instances = InstanceService(store, self.tenants, self._cached_instances,
                                         lambda: {r["name"] for r in self._regions()})
@@ -142,6 +156,7 @@ class Platform:
             try:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(sink.run(), name="event-sink")
+                    tg.create_task(self.instances.run(), name="instances")
                     tg.create_task(self.tenants.tenants.run(), name="tenants")
                     tg.create_task(self.tenants.admin.run(), name="admin-keys")
                     tg.create_task(self.elector.run(), name="leader-election")

@@ -85,7 +85,7 @@ def snapshot(rt: ClusterRuntime) -> ClusterSnapshot:
 
 
 class Controller:
-    def __init__(self, mgmt: KubeClient, store: InstanceStore, sink: EventSink,
+    def __init__(self, mgmt: KubeClient, store: InstanceStore, sink: EventSink, instances: Informer,
                  settings: ControllerSettings | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.mgmt = mgmt
@@ -94,7 +94,9 @@ class Controller:
         self.settings = settings or ControllerSettings()
         self.clock = clock
         self.queue = WorkQueue()
-        self.instances = Informer(mgmt, "/apis/cis.io/v1/containerinstances", self._instance_event)
+        # Owned and run by the process (the API reads it too, leader or not); the process
+        # forwards its events to `instance_event`.
+        self.instances = instances
         self.registrations = Informer(mgmt, f"/api/v1/namespaces/{SYSTEM_NAMESPACE}/secrets",
                                       self._registration_event, label_selector=CLUSTER_LABEL)
         self.clusters: dict[str, ClusterRuntime] = {}
@@ -116,7 +118,6 @@ class Controller:
             self._tg = tg
             tg.create_task(self.registrations.run(), name="cluster-registrations")
             await self.registrations.synced.wait()
-            tg.create_task(self.instances.run(), name="instances")
             tg.create_task(self.queue.run_delayed(), name="queue-delays")
             tg.create_task(self._heartbeats(), name="heartbeats")
             tg.create_task(self._watch_cluster_health(), name="cluster-health")
@@ -124,6 +125,7 @@ class Controller:
             for rt in self.clusters.values():
                 while not rt.synced():
                     await asyncio.sleep(0.1)
+            self.leading.set()
             for i in range(self.settings.workers):
                 tg.create_task(self.queue.work(self.reconcile), name=f"worker-{i}")
             for key in list(self.instances.cache):
@@ -146,8 +148,9 @@ class Controller:
             self._cluster_tasks[cfg.name] = self._tg.create_task(rt.run(), name=f"cluster-{cfg.name}")
         log.info("backing cluster %s registered (region %s)", cfg.name, cfg.region)
 
-    async def _instance_event(self, kind: str, obj: JSON) -> None:
-        self.queue.add(object_key(obj))
+    async def instance_event(self, kind: str, obj: JSON) -> None:
+        if self.leading.is_set():
+            self.queue.add(object_key(obj))
 
     async def _pod_event(self, rt: ClusterRuntime, kind: str, pod: JSON) -> None:
         labels = pod["metadata"].get("labels") or {}
