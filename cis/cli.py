@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from cis.client_cli import add_client_commands
 from cis.devstack.commands import add_dev_commands
 from cis.main import add_serve_command
 
@@ -17,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_serve_command(sub)
     add_dev_commands(sub)
+    add_client_commands(sub)
     return parser
 
 

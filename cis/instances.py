@@ -8,6 +8,7 @@ a rejected request, and a batch is validated as a whole before its first write.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 from collections.abc import Callable, Iterable
@@ -165,15 +166,29 @@ class InstanceService:
                 iid = (instance_id_for_token(t.name, spec.client_token) if spec.client_token
                        else new_instance_id(self._random))
                 instances.append(new_instance(iid, t.name, spec, now))
-            sem = asyncio.Semaphore(CREATE_CONCURRENCY)
+            return await self._create_all_or_nothing(instances)
 
-            async def create_one(inst: Instance) -> Instance:
-                async with sem:
-                    return await self.store.create(inst)
+    async def _create_all_or_nothing(self, instances: list[Instance]) -> list[Instance]:
+        """Create concurrently; if any create fails, delete the ones that succeeded, so a
+        failed batch leaves nothing behind, and raise the first error."""
+        sem = asyncio.Semaphore(CREATE_CONCURRENCY)
 
-            async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(create_one(i), name=f"create-{i.id}") for i in instances]
-            return [task.result() for task in tasks]
+        async def create_one(inst: Instance) -> Instance:
+            async with sem:
+                return await self.store.create(inst)
+
+        results = await asyncio.gather(*(create_one(i) for i in instances), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if not failures:
+            return [r for r in results if isinstance(r, Instance)]
+        for r in results:
+            if isinstance(r, Instance):
+                with contextlib.suppress(errors.CisError):
+                    await self.store.delete(r.tenant, r.id)
+        first = failures[0]
+        if isinstance(first, errors.CisError):
+            raise first
+        raise errors.Temporary(f"creating instances failed: {first}", retry_after=2) from first
 
     def _scope(self, principal: Principal, tenant: str | None) -> TenantName | None:
         if principal.is_admin:

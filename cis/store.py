@@ -91,13 +91,13 @@ class InstanceStore:
                     await self.kube.replace(
                         f"/api/v1/namespaces/{ns}/secrets/{secret['metadata']['name']}", secret)
             body = instance_to_resource(instance)
-            status = body.pop("status")
-            created = await self.kube.create(instances_path(ns), body)
-            created["status"] = status
-            stored = await self.kube.replace(
-                f"{instances_path(ns)}/{instance.id}/status", created)
+            # The controller owns status from here on (it may already be writing it);
+            # the first reconcile records the Queued state and its event.
+            body.pop("status")
+            stored = await self.kube.create(instances_path(ns), body)
         except KubeError as exc:
             raise translate(exc, "instance", instance.id) from exc
+        stored["status"] = status_to_json(instance.status)
         result = instance_from_resource(stored, _secret_values(instance))
         if secret is not None:
             await self._adopt_secret(result)

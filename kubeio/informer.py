@@ -34,6 +34,17 @@ def backoff_delay(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
     return float(min(cap, base * (2 ** max(0, attempt - 1))))
 
 
+def is_older(obj: JSON, cached: JSON | None) -> bool:
+    """Whether `obj` is an older version than `cached`. resourceVersions are opaque by
+    contract; with etcd they are revisions, so compare numerically when both parse."""
+    if cached is None:
+        return False
+    try:
+        return int(obj["metadata"]["resourceVersion"]) < int(cached["metadata"]["resourceVersion"])
+    except (KeyError, ValueError, TypeError):
+        return False
+
+
 def diff_relist(cache: dict[str, JSON], items: list[JSON]) -> list[tuple[str, JSON]]:
     """Events that turn `cache` into `items`: what a relist learned since the last watch."""
     events: list[tuple[str, JSON]] = []
@@ -130,6 +141,8 @@ class Informer:
 
     async def _deliver(self, kind: str, obj: JSON) -> None:
         key = object_key(obj)
+        if kind == "MODIFIED" and is_older(obj, self.cache.get(key)):
+            return  # the cache already holds a newer write of ours
         if kind == "DELETED":
             self.cache.pop(key, None)
         else:

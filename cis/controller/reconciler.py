@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -194,6 +194,8 @@ class Controller:
         if RESTART_ANNOTATION in (raw["metadata"].get("annotations") or {}):
             await self._restart(inst, raw, now)
             return
+        if inst.status.event_seq == 0 and inst.status.queued_at is None:
+            inst = inst.with_status(replace(inst.status, queued_at=inst.created_at or now))
         phase = inst.status.phase
         if phase is Phase.QUEUED:
             await self._place(inst, now)

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from cis.devstack.platform import create_tenant, register_backing_clusters, start_cis
 from cis.devstack.stack import (
     INSTALLER,
     Stack,
     StackSettings,
     default_cache_dir,
-    load_manifest,
     stack_status,
     stop_stack,
 )
@@ -60,6 +59,40 @@ def run_dev(args: argparse.Namespace) -> int:
     print(f"==> starting the local stack in {run_dir} (logs in {run_dir / 'logs'})", flush=True)
     stack = Stack(StackSettings(run_dir=run_dir, net=args.net, kwok_nodes=args.kwok_nodes))
     stack.start()
-    print(f"==> stack up in {time.monotonic() - t0:.0f}s")
-    print(json.dumps(load_manifest(run_dir), indent=2))
+    print(f"==> stack up in {time.monotonic() - t0:.0f}s; starting CIS", flush=True)
+    try:
+        register_backing_clusters(stack)
+        cis = start_cis(stack)
+        key = create_tenant(cis, "demo")
+    except BaseException:
+        stop_stack(run_dir)
+        raise
+    env_file = run_dir / "cis.env"
+    env_file.write_text(f"export CIS_URL={cis.url}\nexport CIS_API_KEY={key}\n"
+                        f"export KUBECONFIG={stack.user.kubeconfig}\n")
+    print(usage(stack, cis.url, key, env_file, time.monotonic() - t0))
     return 0
+
+
+def usage(stack: Stack, url: str, key: str, env_file: Path, seconds: float) -> str:
+    kubectl = stack.bins.kubectl
+    backing = "\n".join(f"  {kubectl} --kubeconfig {c.kubeconfig} get nodes    # {c.spec.name}"
+                        for c in stack.backing)
+    return f"""
+CIS is running ({seconds:.0f}s). Everything listens on 127.{stack.settings.net}.x.1; logs in {stack.logs}.
+
+  source {env_file}          # CIS_URL, CIS_API_KEY (tenant "demo"), KUBECONFIG (user cluster)
+
+Create an instance (0.5 vCPU, 1 GiB) and watch it run:
+  curl -s -H "Authorization: Bearer $CIS_API_KEY" -H 'Content-Type: application/json' \\
+       -d '{{"containers":[{{"name":"web","image":"nginx:1.27","resources":{{"cpu":0.5,"memoryGiB":1}}}}]}}' \\
+       $CIS_URL/v1/instances
+  curl -s -H "Authorization: Bearer $CIS_API_KEY" $CIS_URL/v1/instances
+  .venv/bin/cis run nginx:1.27 --cpu 0.5 --memory 1 --wait
+
+kubectl (built v1.36.3) against each cluster:
+  {kubectl} --kubeconfig {stack.user.kubeconfig} get containerinstances -A    # user/management
+{backing}
+
+Stop everything: make down
+"""

@@ -39,3 +39,12 @@ def test_cluster_scoped_keys_have_no_namespace() -> None:
                          ids=["zero", "first", "second", "third", "capped", "far"])
 def test_backoff_is_capped_exponential(attempt: int, delay: float) -> None:
     assert backoff_delay(attempt) == delay
+
+
+@pytest.mark.parametrize(("incoming", "cached", "older"), [
+    ("5", "7", True), ("7", "7", False), ("9", "7", False), ("x", "7", False), ("5", None, False)],
+    ids=["older", "same", "newer", "opaque", "uncached"])
+def test_is_older(incoming: str, cached: str | None, older: bool) -> None:
+    from kubeio.informer import is_older
+
+    assert is_older(obj("a", incoming), obj("a", cached) if cached else None) is older
