@@ -12,6 +12,7 @@ import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -144,7 +145,7 @@ def _print(obj: Any) -> int:
 
 def list_instances(args: argparse.Namespace, client: RestClient) -> int:
     query = "limit=500" + (f"&phase={args.phase}" if args.phase else "") + (
-        f"&labels={urllib.request.quote(args.selector)}" if args.selector else "")
+        f"&labels={urllib.parse.quote(args.selector)}" if args.selector else "")
     cont = ""
     print(f"{'ID':26} {'PHASE':10} {'REGION':10} {'CPU':>5} {'MEM':>5}")
     while True:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +159,7 @@ class KubeClient:
         except NotFound:
             return None
 
-    async def stream_lines(self, path: str, params: Mapping[str, Any], timeout: float | None) -> AsyncIterator[bytes]:
+    async def stream_lines(self, path: str, params: Mapping[str, Any], timeout: float | None) -> AsyncGenerator[bytes, None]:
         """Yield raw lines of a streaming response (watch, follow logs)."""
         resp = await self._request("GET", path, params=params, timeout=timeout)
         try:

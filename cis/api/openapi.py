@@ -30,18 +30,28 @@ ERRORS = {
 
 
 def _q(name: str, description: str, schema: dict[str, Any] | None = None, required: bool = False) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": required, "description": description,
-            "schema": schema or {"type": "string"}}
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
 
 
 ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 TENANT_Q = _q("tenant", "Admin keys only: act on this tenant")
 
 
-def _op(summary: str, responses: dict[str, Any], *, params: list[dict[str, Any]] | None = None,
-        body: dict[str, Any] | None = None, op_id: str) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "operationId": op_id,
-                          "responses": {**responses, **ERRORS}}
+def _op(
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    params: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+    op_id: str,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "operationId": op_id, "responses": {**responses, **ERRORS}}
     if params:
         op["parameters"] = params
     if body is not None:
@@ -49,62 +59,153 @@ def _op(summary: str, responses: dict[str, Any], *, params: list[dict[str, Any]]
     return op
 
 
-ENV = {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
-    "name": {"type": "string"}, "value": {"type": "string"},
-    "secretValue": {"type": "string", "writeOnly": True}}}
-CONTAINER = {"type": "object", "required": ["name", "image"], "additionalProperties": False, "properties": {
-    "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
-    "image": {"type": "string"},
-    "command": {"type": "array", "items": {"type": "string"}},
-    "args": {"type": "array", "items": {"type": "string"}},
-    "env": {"type": "array", "items": ENV},
-    "resources": {"type": "object", "additionalProperties": False, "properties": {
-        "cpu": {"oneOf": [{"type": "number"}, {"type": "string"}], "description": "vCPU, e.g. 0.5 or \"500m\""},
-        "memoryGiB": {"oneOf": [{"type": "number"}, {"type": "string"}]}}},
-    "ports": {"type": "array", "items": {"type": "object", "required": ["port"], "properties": {
-        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-        "protocol": {"enum": ["TCP", "UDP", "SCTP"]}}}},
-}}
-RULE = {"type": "object", "required": ["cidr"], "properties": {
-    "cidr": {"type": "string"}, "ports": {"type": "array", "items": {"oneOf": [{"type": "integer"}, {"type": "string"}]}},
-    "protocol": {"enum": ["TCP", "UDP", "SCTP", "ALL"]}}}
-SPEC = {"type": "object", "required": ["containers"], "additionalProperties": False, "properties": {
-    "name": {"type": "string"},
-    "containers": {"type": "array", "minItems": 1, "items": CONTAINER},
-    "restartPolicy": {"enum": ["Always", "OnFailure", "Never"], "default": "Always"},
-    "imageRegistryCredentials": {"type": "array", "items": {"type": "object", "properties": {
-        "server": {"type": "string"}, "username": {"type": "string"},
-        "password": {"type": "string", "writeOnly": True}}}},
-    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-    "region": {"type": "string"}, "zone": {"type": "string"},
-    "ingress": {"type": "array", "items": RULE}, "egress": {"type": "array", "items": RULE},
-    "activeDeadlineSeconds": {"type": "integer", "minimum": 1},
-    "clientToken": {"type": "string", "maxLength": 64},
-}}
+ENV = {
+    "type": "object",
+    "required": ["name"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string"},
+        "value": {"type": "string"},
+        "secretValue": {"type": "string", "writeOnly": True},
+    },
+}
+CONTAINER = {
+    "type": "object",
+    "required": ["name", "image"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
+        "image": {"type": "string"},
+        "command": {"type": "array", "items": {"type": "string"}},
+        "args": {"type": "array", "items": {"type": "string"}},
+        "env": {"type": "array", "items": ENV},
+        "resources": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "cpu": {"oneOf": [{"type": "number"}, {"type": "string"}], "description": 'vCPU, e.g. 0.5 or "500m"'},
+                "memoryGiB": {"oneOf": [{"type": "number"}, {"type": "string"}]},
+            },
+        },
+        "ports": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["port"],
+                "properties": {
+                    "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                    "protocol": {"enum": ["TCP", "UDP", "SCTP"]},
+                },
+            },
+        },
+    },
+}
+RULE = {
+    "type": "object",
+    "required": ["cidr"],
+    "properties": {
+        "cidr": {"type": "string"},
+        "ports": {"type": "array", "items": {"oneOf": [{"type": "integer"}, {"type": "string"}]}},
+        "protocol": {"enum": ["TCP", "UDP", "SCTP", "ALL"]},
+    },
+}
+SPEC = {
+    "type": "object",
+    "required": ["containers"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string"},
+        "containers": {"type": "array", "minItems": 1, "items": CONTAINER},
+        "restartPolicy": {"enum": ["Always", "OnFailure", "Never"], "default": "Always"},
+        "imageRegistryCredentials": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "server": {"type": "string"},
+                    "username": {"type": "string"},
+                    "password": {"type": "string", "writeOnly": True},
+                },
+            },
+        },
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "region": {"type": "string"},
+        "zone": {"type": "string"},
+        "ingress": {"type": "array", "items": RULE},
+        "egress": {"type": "array", "items": RULE},
+        "activeDeadlineSeconds": {"type": "integer", "minimum": 1},
+        "clientToken": {"type": "string", "maxLength": 64},
+    },
+}
 SCHEMAS: dict[str, Any] = {
-    "Error": {"type": "object", "properties": {"error": {"type": "object", "required": ["code", "message"],
-              "properties": {"code": {"type": "string"}, "message": {"type": "string"},
-                             "field": {"type": "string"}, "requestId": {"type": "string"}}}}},
+    "Error": {
+        "type": "object",
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "field": {"type": "string"},
+                    "requestId": {"type": "string"},
+                },
+            }
+        },
+    },
     "InstanceSpec": SPEC,
-    "Instance": {"type": "object", "properties": {
-        "id": {"type": "string"}, "uid": {"type": "string"}, "tenant": {"type": "string"},
-        "spec": {"$ref": "#/components/schemas/InstanceSpec"},
-        "size": {"type": "object", "properties": {"cpu": {"type": "string"}, "memoryGiB": {"type": "string"}}},
-        "status": {"type": "object", "properties": {
-            "phase": {"enum": ["Queued", "Scheduled", "Running", "Succeeded", "Failed", "Deleting"]},
-            "cluster": {"type": "string"}, "region": {"type": "string"}, "podIP": {"type": "string"},
-            "containers": {"type": "array", "items": {"type": "object"}}}}}},
-    "InstanceList": {"type": "object", "properties": {
-        "items": {"type": "array", "items": INSTANCE}, "continue": {"type": "string"}}},
-    "Batch": {"oneOf": [
-        {"type": "object", "required": ["template", "count"], "properties": {
-            "template": {"$ref": "#/components/schemas/InstanceSpec"},
-            "count": {"type": "integer", "minimum": 1, "maximum": 1000}}},
-        {"type": "object", "required": ["instances"], "properties": {
-            "instances": {"type": "array", "items": {"$ref": "#/components/schemas/InstanceSpec"}}}}]},
-    "Tenant": {"type": "object", "required": ["name"], "properties": {
-        "name": {"type": "string"}, "quota": {"type": "object"}, "allowedRegions": {"type": "array", "items": {"type": "string"}},
-        "createRatePerSecond": {"type": "number"}, "createBurst": {"type": "integer"}}},
+    "Instance": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "uid": {"type": "string"},
+            "tenant": {"type": "string"},
+            "spec": {"$ref": "#/components/schemas/InstanceSpec"},
+            "size": {"type": "object", "properties": {"cpu": {"type": "string"}, "memoryGiB": {"type": "string"}}},
+            "status": {
+                "type": "object",
+                "properties": {
+                    "phase": {"enum": ["Queued", "Scheduled", "Running", "Succeeded", "Failed", "Deleting"]},
+                    "cluster": {"type": "string"},
+                    "region": {"type": "string"},
+                    "podIP": {"type": "string"},
+                    "containers": {"type": "array", "items": {"type": "object"}},
+                },
+            },
+        },
+    },
+    "InstanceList": {
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": INSTANCE}, "continue": {"type": "string"}},
+    },
+    "Batch": {
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["template", "count"],
+                "properties": {
+                    "template": {"$ref": "#/components/schemas/InstanceSpec"},
+                    "count": {"type": "integer", "minimum": 1, "maximum": 1000},
+                },
+            },
+            {
+                "type": "object",
+                "required": ["instances"],
+                "properties": {"instances": {"type": "array", "items": {"$ref": "#/components/schemas/InstanceSpec"}}},
+            },
+        ]
+    },
+    "Tenant": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string"},
+            "quota": {"type": "object"},
+            "allowedRegions": {"type": "array", "items": {"type": "string"}},
+            "createRatePerSecond": {"type": "number"},
+            "createBurst": {"type": "integer"},
+        },
+    },
     "Items": {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object"}}}},
 }
 TEXT = {"type": "string"}
@@ -113,64 +214,137 @@ TEXT = {"type": "string"}
 def _paths() -> dict[str, Any]:
     items = {"$ref": "#/components/schemas/Items"}
     return {
-        "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz", "security": [],
-                             "responses": {"200": _resp("alive", TEXT, "text/plain")}}},
-        "/readyz": {"get": {"summary": "Readiness of every component", "operationId": "readyz", "security": [],
-                            "responses": {"200": _resp("ready", TEXT, "text/plain"),
-                                          "503": _resp("not ready", TEXT, "text/plain")}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "metrics", "security": [],
-                             "responses": {"200": _resp("metrics", TEXT, "text/plain")}}},
-        "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi", "security": [],
-                                  "responses": {"200": _resp("OpenAPI document", {"type": "object"})}}},
-        "/v1/instances": {
-            "post": _op("Create an instance", {"201": _resp("created", INSTANCE),
-                                                "200": _resp("replayed clientToken", INSTANCE),
-                                                "409": _resp("clientToken reused with another body", ERROR)},
-                        params=[TENANT_Q], body={"$ref": "#/components/schemas/InstanceSpec"},
-                        op_id="createInstance"),
-            "get": _op("List instances", {"200": _resp("a page", {"$ref": "#/components/schemas/InstanceList"})},
-                       params=[TENANT_Q, _q("phase", "Filter by phase"), _q("region", "Filter by region"),
-                               _q("labels", "Label selector, e.g. app=web,tier!=db"),
-                               _q("limit", "Page size", {"type": "integer", "minimum": 1, "maximum": 1000}),
-                               _q("continue", "Token from the previous page")], op_id="listInstances"),
+        "/healthz": {
+            "get": {
+                "summary": "Liveness",
+                "operationId": "healthz",
+                "security": [],
+                "responses": {"200": _resp("alive", TEXT, "text/plain")},
+            }
         },
-        "/v1/instances/batch": {"post": _op("Create many instances", {"201": _resp("created", {"$ref": "#/components/schemas/InstanceList"})},
-                                            params=[TENANT_Q], body={"$ref": "#/components/schemas/Batch"},
-                                            op_id="createInstances")},
+        "/readyz": {
+            "get": {
+                "summary": "Readiness of every component",
+                "operationId": "readyz",
+                "security": [],
+                "responses": {"200": _resp("ready", TEXT, "text/plain"), "503": _resp("not ready", TEXT, "text/plain")},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "operationId": "metrics",
+                "security": [],
+                "responses": {"200": _resp("metrics", TEXT, "text/plain")},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "operationId": "openapi",
+                "security": [],
+                "responses": {"200": _resp("OpenAPI document", {"type": "object"})},
+            }
+        },
+        "/v1/instances": {
+            "post": _op(
+                "Create an instance",
+                {
+                    "201": _resp("created", INSTANCE),
+                    "200": _resp("replayed clientToken", INSTANCE),
+                    "409": _resp("clientToken reused with another body", ERROR),
+                },
+                params=[TENANT_Q],
+                body={"$ref": "#/components/schemas/InstanceSpec"},
+                op_id="createInstance",
+            ),
+            "get": _op(
+                "List instances",
+                {"200": _resp("a page", {"$ref": "#/components/schemas/InstanceList"})},
+                params=[
+                    TENANT_Q,
+                    _q("phase", "Filter by phase"),
+                    _q("region", "Filter by region"),
+                    _q("labels", "Label selector, e.g. app=web,tier!=db"),
+                    _q("limit", "Page size", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                    _q("continue", "Token from the previous page"),
+                ],
+                op_id="listInstances",
+            ),
+        },
+        "/v1/instances/batch": {
+            "post": _op(
+                "Create many instances",
+                {"201": _resp("created", {"$ref": "#/components/schemas/InstanceList"})},
+                params=[TENANT_Q],
+                body={"$ref": "#/components/schemas/Batch"},
+                op_id="createInstances",
+            )
+        },
         "/v1/instances/{id}": {
             "parameters": [ID_PARAM],
-            "get": _op("Get an instance", {"200": _resp("the instance", INSTANCE)}, params=[TENANT_Q], op_id="getInstance"),
-            "delete": _op("Delete an instance", {"202": _resp("deleting", INSTANCE)}, params=[TENANT_Q], op_id="deleteInstance"),
+            "get": _op(
+                "Get an instance", {"200": _resp("the instance", INSTANCE)}, params=[TENANT_Q], op_id="getInstance"
+            ),
+            "delete": _op(
+                "Delete an instance", {"202": _resp("deleting", INSTANCE)}, params=[TENANT_Q], op_id="deleteInstance"
+            ),
         },
-        "/v1/instances/{id}/restart": {"parameters": [ID_PARAM], "post": _op(
-            "Restart an instance's containers", {"202": _resp("restarting", INSTANCE)}, params=[TENANT_Q],
-            op_id="restartInstance")},
-        "/v1/instances/{id}/events": {"parameters": [ID_PARAM], "get": _op(
-            "Lifecycle events of an instance", {"200": _resp("events", items),
-                                                "501": _resp("no event store configured", ERROR)},
-            params=[TENANT_Q], op_id="instanceEvents")},
-        "/v1/regions": {"get": _op("Regions and their clusters' health", {"200": _resp("regions", items)}, op_id="regions")},
+        "/v1/instances/{id}/restart": {
+            "parameters": [ID_PARAM],
+            "post": _op(
+                "Restart an instance's containers",
+                {"202": _resp("restarting", INSTANCE)},
+                params=[TENANT_Q],
+                op_id="restartInstance",
+            ),
+        },
+        "/v1/instances/{id}/events": {
+            "parameters": [ID_PARAM],
+            "get": _op(
+                "Lifecycle events of an instance",
+                {"200": _resp("events", items), "501": _resp("no event store configured", ERROR)},
+                params=[TENANT_Q],
+                op_id="instanceEvents",
+            ),
+        },
+        "/v1/regions": {
+            "get": _op("Regions and their clusters' health", {"200": _resp("regions", items)}, op_id="regions")
+        },
         "/v1/sizes": {"get": _op("Supported sizes", {"200": _resp("sizes", items)}, op_id="sizes")},
         "/v1/tenants": {
-            "post": _op("Create a tenant (admin)", {"201": _resp("created", {"$ref": "#/components/schemas/Tenant"})},
-                        body={"$ref": "#/components/schemas/Tenant"}, op_id="createTenant"),
+            "post": _op(
+                "Create a tenant (admin)",
+                {"201": _resp("created", {"$ref": "#/components/schemas/Tenant"})},
+                body={"$ref": "#/components/schemas/Tenant"},
+                op_id="createTenant",
+            ),
             "get": _op("List tenants (admin)", {"200": _resp("tenants", items)}, op_id="listTenants"),
         },
         "/v1/tenants/{tenant}/keys": {
             "parameters": [{"name": "tenant", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "post": _op("Create an API key for a tenant (admin); the key is shown once",
-                        {"201": _resp("the key", {"type": "object"})}, op_id="createKey")},
+            "post": _op(
+                "Create an API key for a tenant (admin); the key is shown once",
+                {"201": _resp("the key", {"type": "object"})},
+                op_id="createKey",
+            ),
+        },
     }
 
 
 def openapi_document(extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
-        "info": {"title": "CIS", "version": "v1",
-                 "description": "Serverless container instances on Kata-isolated pods"},
+        "info": {
+            "title": "CIS",
+            "version": "v1",
+            "description": "Serverless container instances on Kata-isolated pods",
+        },
         "servers": [{"url": "/"}],
         "security": [{"apiKey": []}],
         "paths": {**_paths(), **(extra_paths or {})},
-        "components": {"schemas": SCHEMAS, "securitySchemes": {
-            "apiKey": {"type": "http", "scheme": "bearer", "description": "cis_<id>_<secret>"}}},
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "cis_<id>_<secret>"}},
+        },
     }

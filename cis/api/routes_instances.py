@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from cis.api.app import principal, services
@@ -56,7 +58,7 @@ async def list_instances(request: web.Request) -> web.Response:
         principal(request), tenant=tenant_param(request), phase=request.query.get("phase"),
         region=request.query.get("region"), labels=request.query.get("labels"),
         limit=query_int(request, "limit", 100, 1, 1000), cont=request.query.get("continue"))
-    body = {"items": [instance_to_public_json(i) for i in page.items]}
+    body: dict[str, Any] = {"items": [instance_to_public_json(i) for i in page.items]}
     if page.continue_token:
         body["continue"] = page.continue_token
     return web.json_response(body)

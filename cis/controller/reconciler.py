@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 LABEL_INSTANCE = "cis.io/instance"
 LABEL_TENANT = "cis.io/tenant"
+ORPHAN = "orphan:"
 
 
 @dataclass(frozen=True)
@@ -71,23 +72,32 @@ def snapshot(rt: ClusterRuntime) -> ClusterSnapshot:
     cap = rt.capacity()
     overhead = (rt.runtime_class or {}).get("overhead", {}).get("podFixed", {})
     return ClusterSnapshot(
-        name=ClusterName(rt.name), region=RegionName(rt.cfg.region),
+        name=ClusterName(rt.name),
+        region=RegionName(rt.cfg.region),
         zones=frozenset({ZoneName(rt.cfg.zone)}) if rt.cfg.zone else frozenset(),
-        healthy=rt.healthy and rt.synced(), has_runtime_class=rt.runtime_class is not None,
+        healthy=rt.healthy and rt.synced(),
+        has_runtime_class=rt.runtime_class is not None,
         allocatable_cpu_millis=cap.allocatable_cpu_millis,
         allocatable_memory_mib=_mib(cap.allocatable_memory_bytes),
         allocated_cpu_millis=cap.requested_cpu_millis,
         allocated_memory_mib=_mib(cap.requested_memory_bytes),
-        pending_pods=cap.pending_pods, max_pending=rt.cfg.max_pending,
+        pending_pods=cap.pending_pods,
+        max_pending=rt.cfg.max_pending,
         overhead_cpu_millis=parse_cpu(overhead.get("cpu", 0)),
         overhead_memory_mib=_mib(parse_memory(overhead.get("memory", 0))),
     )
 
 
 class Controller:
-    def __init__(self, mgmt: KubeClient, store: InstanceStore, sink: EventSink, instances: Informer,
-                 settings: ControllerSettings | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        mgmt: KubeClient,
+        store: InstanceStore,
+        sink: EventSink,
+        instances: Informer,
+        settings: ControllerSettings | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.mgmt = mgmt
         self.store = store
         self.sink = sink
@@ -97,8 +107,12 @@ class Controller:
         # Owned and run by the process (the API reads it too, leader or not); the process
         # forwards its events to `instance_event`.
         self.instances = instances
-        self.registrations = Informer(mgmt, f"/api/v1/namespaces/{SYSTEM_NAMESPACE}/secrets",
-                                      self._registration_event, label_selector=CLUSTER_LABEL)
+        self.registrations = Informer(
+            mgmt,
+            f"/api/v1/namespaces/{SYSTEM_NAMESPACE}/secrets",
+            self._registration_event,
+            label_selector=CLUSTER_LABEL,
+        )
         self.clusters: dict[str, ClusterRuntime] = {}
         self._cluster_tasks: dict[str, asyncio.Task[None]] = {}
         self._tg: asyncio.TaskGroup | None = None
@@ -109,8 +123,11 @@ class Controller:
     # --- wiring -------------------------------------------------------------------------
 
     def synced(self) -> bool:
-        return (self.instances.synced.is_set() and self.registrations.synced.is_set()
-                and all(rt.synced() for rt in self.clusters.values()))
+        return (
+            self.instances.synced.is_set()
+            and self.registrations.synced.is_set()
+            and all(rt.synced() for rt in self.clusters.values())
+        )
 
     async def run(self) -> None:
         """Runs informers, cluster views and workers until cancelled (needs leadership)."""
@@ -130,8 +147,10 @@ class Controller:
                 tg.create_task(self.queue.work(self.reconcile), name=f"worker-{i}")
             for key in list(self.instances.cache):
                 self.queue.add(key)
-            log.info("controller running: %d instances, clusters %s",
-                     len(self.instances.cache), sorted(self.clusters))
+            for rt in self.clusters.values():  # pods whose instance vanished while we were down
+                for pod in list(rt.pods.cache.values()):
+                    await self._pod_event(rt, "ADDED", pod)
+            log.info("controller running: %d instances, clusters %s", len(self.instances.cache), sorted(self.clusters))
 
     async def _registration_event(self, kind: str, obj: JSON) -> None:
         cfg = cluster_from_secret(obj)
@@ -155,7 +174,10 @@ class Controller:
     async def _pod_event(self, rt: ClusterRuntime, kind: str, pod: JSON) -> None:
         labels = pod["metadata"].get("labels") or {}
         if LABEL_INSTANCE in labels and LABEL_TENANT in labels:
-            self.queue.add(f"tenant-{labels[LABEL_TENANT]}/{labels[LABEL_INSTANCE]}")
+            key = f"tenant-{labels[LABEL_TENANT]}/{labels[LABEL_INSTANCE]}"
+            self.queue.add(key)
+            if kind != "DELETED" and self._is_orphan(rt, key):
+                self.queue.add(f"{ORPHAN}{rt.name}/{key}")
         if kind == "DELETED" and pod["metadata"].get("labels", {}).get("cis.io/managed-by"):
             # Freed capacity: let Queued instances try again now rather than at the next tick.
             self._wake_queued(limit=8)
@@ -171,7 +193,32 @@ class Controller:
 
     # --- reconcile ----------------------------------------------------------------------
 
+    def _is_orphan(self, rt: ClusterRuntime, key: str) -> bool:
+        """A CIS pod whose instance is gone, or lives on another cluster now (it was
+        re-placed while this cluster was unreachable)."""
+        if not self.instances.synced.is_set():
+            return False
+        raw = self.instances.cache.get(key)
+        if raw is None:
+            return True
+        cluster = (raw.get("status") or {}).get("cluster")
+        return cluster is not None and cluster != rt.name
+
+    async def _delete_orphan(self, ref: str) -> None:
+        cluster, ns, name = ref.split("/", 2)
+        rt = self.clusters.get(cluster)
+        if rt is not None and self._is_orphan(rt, f"{ns}/{name}"):
+            log.info("deleting orphan pod %s/%s on %s", ns, name, cluster)
+            await rt.client.delete(f"/api/v1/namespaces/{ns}/pods/{name}")
+
     async def reconcile(self, key: str) -> None:
+        if key.startswith(ORPHAN):
+            try:
+                await self._delete_orphan(key.removeprefix(ORPHAN))
+            except KubeError as exc:
+                log.warning("orphan %s: %s; retrying", key, exc)
+                self.queue.add_after(key, 2.0)
+            return
         raw = self.instances.cache.get(key)
         if raw is None:
             return
@@ -216,8 +263,9 @@ class Controller:
                 await self._handle_lost(inst, now, "the pod disappeared")
             return
         new = status_from_pod(pod, inst.status, spec=inst.spec, now=now)
-        if should_replace(inst.with_status(new), pod, now=now,
-                          unschedulable_timeout=self.settings.unschedulable_timeout):
+        if should_replace(
+            inst.with_status(new), pod, now=now, unschedulable_timeout=self.settings.unschedulable_timeout
+        ):
             await self._handle_lost(inst.with_status(new), now, "re-placing the instance")
             await self._delete_pod(rt, inst)
             return
@@ -226,8 +274,7 @@ class Controller:
             await self._delete_pod(rt, inst)
         elif new.phase is Phase.SCHEDULED and new.started_at is None:
             # An unschedulable pod is re-checked when the timeout may have passed.
-            self.queue.add_after(f"{inst.namespace}/{inst.id}",
-                                 self.settings.unschedulable_timeout.total_seconds() / 4)
+            self.queue.add_after(f"{inst.namespace}/{inst.id}", self.settings.unschedulable_timeout.total_seconds() / 4)
 
     async def _commit(self, inst: Instance, new: InstanceStatus | None, now: datetime) -> Instance:
         """Events first (durable), then the status carrying the new event sequence."""
@@ -237,7 +284,8 @@ class Controller:
             return inst if status is None else inst.with_status(status)
         updated = await self.store.update_status(inst.with_status(status))
         self.instances.cache[f"{inst.namespace}/{inst.id}"] = _merge_status(
-            self.instances.cache.get(f"{inst.namespace}/{inst.id}"), updated)
+            self.instances.cache.get(f"{inst.namespace}/{inst.id}"), updated
+        )
         return updated
 
     # --- placement ----------------------------------------------------------------------
@@ -248,8 +296,7 @@ class Controller:
         chosen = choose_cluster_for(inst, snaps, spread=spread)
         key = f"{inst.namespace}/{inst.id}"
         if chosen is None:
-            reason, message = explain_no_cluster(inst.size, snaps, region=inst.spec.region,
-                                                 zone=inst.spec.zone)
+            reason, message = explain_no_cluster(inst.size, snaps, region=inst.spec.region, zone=inst.spec.zone)
             await self._commit(inst, waiting_status(inst.status, reason=reason, message=message), now)
             self.queue.add_after(key, self.settings.queued_retry)
             return
@@ -257,8 +304,13 @@ class Controller:
         # Reserve at once, so the next placement in this burst sees the room as taken.
         rt.in_flight[inst.id] = (inst.size.cpu_millis, inst.size.memory_mib * 1024 * 1024)
         try:
-            new = scheduled_status(inst.status, cluster=chosen, region=RegionName(rt.cfg.region),
-                                   zone=ZoneName(rt.cfg.zone) if rt.cfg.zone else None, now=now)
+            new = scheduled_status(
+                inst.status,
+                cluster=chosen,
+                region=RegionName(rt.cfg.region),
+                zone=ZoneName(rt.cfg.zone) if rt.cfg.zone else None,
+                now=now,
+            )
             inst = await self._commit(inst, new, now)
             await self._create_pod(rt, inst)
         except BaseException:
@@ -272,8 +324,15 @@ class Controller:
                 await _ensure(rt.client, manifest)
             self._tenant_ready.add((inst.tenant, rt.name))
         secrets = await self.store.secrets(inst.tenant, inst.id) if inst.spec.has_secrets else None
-        full = instance_from_resource(self.instances.cache.get(f"{inst.namespace}/{inst.id}") or {
-            "metadata": {"name": inst.id, "namespace": inst.namespace}}, secrets) if secrets else inst
+        full = (
+            instance_from_resource(
+                self.instances.cache.get(f"{inst.namespace}/{inst.id}")
+                or {"metadata": {"name": inst.id, "namespace": inst.namespace}},
+                secrets,
+            )
+            if secrets
+            else inst
+        )
         for manifest in instance_manifests(full.with_status(inst.status), settings):
             await _ensure(rt.client, manifest)
 
@@ -355,7 +414,9 @@ class Controller:
                         self._wake_queued(limit=1000)
                     continue
                 since = self._unreachable_since.setdefault(rt.name, now)
-                if now - since >= self.settings.lost_after and now - since < self.settings.lost_after + timedelta(seconds=1.5):
+                if now - since >= self.settings.lost_after and now - since < self.settings.lost_after + timedelta(
+                    seconds=1.5
+                ):
                     log.warning("backing cluster %s lost; re-placing its instances", rt.name)
                     for key, raw in self.instances.cache.items():
                         if (raw.get("status") or {}).get("cluster") == rt.name:
@@ -383,7 +444,6 @@ async def _ensure(client: KubeClient, manifest: dict[str, Any]) -> None:
 
 def _collection_path(m: dict[str, Any]) -> str:
     api, kind, ns = m["apiVersion"], m["kind"], m["metadata"].get("namespace")
-    plural = {"Pod": "pods", "Secret": "secrets", "Namespace": "namespaces",
-              "NetworkPolicy": "networkpolicies"}[kind]
+    plural = {"Pod": "pods", "Secret": "secrets", "Namespace": "namespaces", "NetworkPolicy": "networkpolicies"}[kind]
     prefix = "/api/v1" if api == "v1" else f"/apis/{api}"
     return f"{prefix}/namespaces/{ns}/{plural}" if ns else f"{prefix}/{plural}"

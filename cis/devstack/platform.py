@@ -48,9 +48,14 @@ def register_backing_clusters(stack: Stack, max_pending: int = 200) -> None:
     user = stack.user
     docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "cis-system"}}]
     for c in stack.backing:
-        cfg = BackingClusterConfig(name=c.spec.name, region=c.spec.region, zone=c.spec.zone,
-                                   kubeconfig=embedded_kubeconfig(c.kubeconfig),
-                                   runtime_handler=c.spec.runtime_handler, max_pending=max_pending)
+        cfg = BackingClusterConfig(
+            name=c.spec.name,
+            region=c.spec.region,
+            zone=c.spec.zone,
+            kubeconfig=embedded_kubeconfig(c.kubeconfig),
+            runtime_handler=c.spec.runtime_handler,
+            max_pending=max_pending,
+        )
         docs.append(secret_for_cluster(cfg))
     user.kubectl("apply", "-f", "-", stdin="\n---\n".join(json.dumps(d) for d in docs))
 
@@ -66,17 +71,30 @@ class CisProcess:
         return self.admin_key_file.read_text().strip()
 
 
-def start_cis(stack: Stack, *, port: int = 8080, name: str = "cis", workers: int = 16,
-              extra_args: tuple[str, ...] = ()) -> CisProcess:
+def start_cis(
+    stack: Stack, *, port: int = 8080, name: str = "cis", workers: int = 16, extra_args: tuple[str, ...] = ()
+) -> CisProcess:
     """Run `cis serve` as its own process and wait until it is ready."""
     host = stack.settings.ip(0)
     key_file = stack.run_dir / "admin.key"
-    proc = Process(name, [
-        sys.executable, "-m", "cis.cli", "serve",
-        f"--kubeconfig={stack.user.kubeconfig}", f"--events-dir={stack.events_dir}",
-        f"--host={host}", f"--port={port}", f"--es={stack.es_url}",
-        f"--admin-key-file={key_file}", f"--workers={workers}", *extra_args,
-    ], stack.logs)
+    proc = Process(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "cis.cli",
+            "serve",
+            f"--kubeconfig={stack.user.kubeconfig}",
+            f"--events-dir={stack.events_dir}",
+            f"--host={host}",
+            f"--port={port}",
+            f"--es={stack.es_url}",
+            f"--admin-key-file={key_file}",
+            f"--workers={workers}",
+            *extra_args,
+        ],
+        stack.logs,
+    )
     proc.start()
     url = f"http://{host}:{port}"
     proc.wait_ready(lambda: answers_ok(f"{url}/readyz"), 90, "ready (/readyz)")
@@ -87,8 +105,12 @@ def start_cis(stack: Stack, *, port: int = 8080, name: str = "cis", workers: int
 
 def api(url: str, method: str, path: str, key: str, body: Any = None) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"{url}{path}", data=data, method=method, headers={
-        "Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{url}{path}",
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return int(resp.status), json.loads(resp.read() or b"null")
@@ -111,7 +133,9 @@ def create_tenant(cis: CisProcess, name: str, **spec: Any) -> str:
         time.sleep(0.2)  # the tenant reaches this process's cache through its watch
 
 
-def cluster_pods(cluster: Cluster, namespace: str | None = None, selector: str = "cis.io/managed-by=cis") -> list[dict[str, Any]]:
+def cluster_pods(
+    cluster: Cluster, namespace: str | None = None, selector: str = "cis.io/managed-by=cis"
+) -> list[dict[str, Any]]:
     args = ["get", "pods", "-l", selector, "-o", "json"]
     args += ["-n", namespace] if namespace else ["-A"]
     return list(json.loads(cluster.kubectl(*args))["items"])

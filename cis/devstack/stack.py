@@ -88,7 +88,7 @@ class Stack:
         self.settings = settings
         self.run_dir = settings.run_dir
         self.bins = bins or resolve_binaries(settings.cache_dir)
-        missing = self.bins.missing()
+        missing = [p for p in self.bins.missing() if settings.with_filebeat or p != self.bins.filebeat]
         if missing:
             raise ComponentFailed("stack", f"missing binaries {missing}; run `make deps`")
         self.logs = self.run_dir / "logs"

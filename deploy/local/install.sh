@@ -83,8 +83,16 @@ install_kwok() {
   rm -rf "$dir/stages"; cp -r "$src/kustomize/stage" "$dir/stages"; chmod -R u+w "$dir/stages"
 }
 
+install_java() {
+  # Elasticsearch 8 needs Java 17+; Debian's headless JRE is enough.
+  if command -v java >/dev/null && java -version 2>&1 | grep -qE 'version "(1[7-9]|[2-9][0-9])'; then return; fi
+  step "java: installing openjdk-17-jre-headless (for Elasticsearch)"
+  run java "apt-get install" bash -c 'apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless'
+}
+
 install_elasticsearch() {
   local dir="$CACHE/elasticsearch-$ES_VERSION"
+  install_java
   have "$dir/bin/elasticsearch" && return
   step "elasticsearch $ES_VERSION: fetching the integ-test zip from Maven Central"
   local repo="$CACHE/m2"

@@ -1,0 +1,162 @@
+"""Benchmark: instances through CIS batch create until Running, against a baseline of bare
+pods created with a plain kubernetes-asyncio loop on the same backing clusters, measured
+in the same run. Prints instances/s for both and the ratio (target >= 0.7), then the
+controller's RSS with --rss-instances instances in the system (default 10,000; those
+beyond the clusters' room stay Queued, which is what admission is for).
+
+Starts its own stack (addresses 127.40.x.1) unless --run-dir names a running one.
+Usage: .venv/bin/python bench/bench_instances.py [--count 2000] [--rss-instances 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio import config as k8s_config
+
+from cis.devstack.platform import CisProcess, create_tenant, register_backing_clusters, start_cis
+from cis.devstack.stack import Stack, StackSettings
+
+CONCURRENCY = 32
+
+
+def pod_body(name: str) -> dict[str, Any]:
+    res = {"cpu": "250m", "memory": "512Mi"}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"bench": "baseline"}},
+            "spec": {"runtimeClassName": "kata", "automountServiceAccountToken": False,
+                     "containers": [{"name": "main", "image": "nginx:1.27",
+                                     "resources": {"requests": res, "limits": res}}]}}
+
+
+async def baseline(stack: Stack, count: int) -> float:
+    """Bare pods, spread evenly over the backing clusters; seconds until all Running."""
+    apis = []
+    for c in stack.backing:
+        cfg = k8s.Configuration()
+        await k8s_config.load_kube_config(config_file=str(c.kubeconfig), client_configuration=cfg)
+        cfg.connection_pool_maxsize = CONCURRENCY
+        apis.append(k8s.ApiClient(cfg))
+    try:
+        cores = [k8s.CoreV1Api(a) for a in apis]
+        sem = asyncio.Semaphore(CONCURRENCY)
+        t0 = time.monotonic()
+
+        async def create(i: int) -> None:
+            async with sem:
+                await cores[i % len(cores)].create_namespaced_pod("default", pod_body(f"bare-{i}"))
+
+        await asyncio.gather(*(create(i) for i in range(count)))
+        while True:
+            running = 0
+            for core in cores:
+                pods = await core.list_namespaced_pod("default", label_selector="bench=baseline")
+                running += sum(1 for p in pods.items if p.status.phase == "Running")
+            if running >= count:
+                break
+            await asyncio.sleep(0.5)
+        elapsed = time.monotonic() - t0
+        for core in cores:
+            await core.delete_collection_namespaced_pod("default", label_selector="bench=baseline",
+                                                        grace_period_seconds=0)
+        for core in cores:
+            while (await core.list_namespaced_pod("default", label_selector="bench=baseline")).items:
+                await asyncio.sleep(0.5)
+        return elapsed
+    finally:
+        for a in apis:
+            await a.close()
+
+
+def call(url: str, key: str, method: str, path: str, body: Any = None) -> Any:
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode() if body is not None else None,
+                                 method=method, headers={"Authorization": f"Bearer {key}",
+                                                         "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=300) as resp:
+        return json.loads(resp.read())
+
+
+def count_phases(url: str, key: str) -> dict[str, int]:
+    phases: dict[str, int] = {}
+    cont = ""
+    while True:
+        page = call(url, key, "GET", "/v1/instances?limit=1000" + (f"&continue={cont}" if cont else ""))
+        for inst in page["items"]:
+            p = inst.get("status", {}).get("phase", "?")
+            phases[p] = phases.get(p, 0) + 1
+        cont = page.get("continue", "")
+        if not cont:
+            return phases
+
+
+def through_cis(cis: CisProcess, key: str, count: int, label: str) -> float:
+    spec = {"containers": [{"name": "main", "image": "nginx:1.27", "resources": {"cpu": 0.25, "memoryGiB": 0.5}}],
+            "labels": {"bench": label}}
+    t0 = time.monotonic()
+    made = 0
+    while made < count:
+        n = min(1000, count - made)
+        call(cis.url, key, "POST", "/v1/instances/batch", {"template": spec, "count": n})
+        made += n
+    while count_phases(cis.url, key).get("Running", 0) < count:
+        time.sleep(0.5)
+    return time.monotonic() - t0
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--count", type=int, default=2000)
+    ap.add_argument("--rss-instances", type=int, default=10000)
+    ap.add_argument("--run-dir", type=Path, default=Path("/var/tmp/cis/bench-instances"))
+    args = ap.parse_args()
+    shutil.rmtree(args.run_dir, ignore_errors=True)
+    # Room for `count` small pods (0.25 vCPU + 0.25 Kata overhead each) with slack.
+    stack = Stack(StackSettings(run_dir=args.run_dir, net=40, kwok_nodes=2, node_cpu="2000",
+                                node_memory="8000Gi", node_pods=str(args.count), with_filebeat=False))
+    stack.start()
+    cis: CisProcess | None = None
+    try:
+        base = asyncio.run(baseline(stack, args.count))
+        register_backing_clusters(stack, max_pending=500)
+        cis = start_cis(stack, workers=32)
+        key = create_tenant(cis, "bench", quota={"maxInstances": 100000, "maxVcpu": 100000, "maxMemoryGiB": 400000},
+                            createBurst=100000, createRatePerSecond=100000)
+        took = through_cis(cis, key, args.count, "speed")
+        rate_base, rate_cis = args.count / base, args.count / took
+        print(f"baseline bare pods : {args.count} Running in {base:6.1f}s = {rate_base:6.1f} pods/s")
+        print(f"CIS batch create   : {args.count} Running in {took:6.1f}s = {rate_cis:6.1f} instances/s")
+        print(f"ratio CIS/baseline : {rate_cis / rate_base:.2f} (target >= 0.7)")
+        assert cis.process.popen is not None
+        extra = args.rss_instances - args.count
+        spec = {"containers": [{"name": "main", "image": "nginx:1.27"}], "labels": {"bench": "rss"}}
+        while extra > 0:
+            n = min(1000, extra)
+            call(cis.url, key, "POST", "/v1/instances/batch", {"template": spec, "count": n})
+            extra -= n
+        time.sleep(10)
+        phases = count_phases(cis.url, key)
+        print(f"controller RSS with {sum(phases.values())} instances {phases}: "
+              f"{rss_mib(cis.process.popen.pid):.0f} MiB")
+    finally:
+        if cis is not None:
+            cis.process.stop()
+        stack.stop()
+        shutil.rmtree(args.run_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Restarts and outages: the controller is killed mid-batch, a backing apiserver stops.
+
+Runs after the other instance tests (file order) because it stops and restarts shared
+processes; it restores them before it ends.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+
+from cis.devstack.platform import CisProcess, cluster_pods
+from cis.devstack.probes import answers_ok
+from cis.devstack.stack import Stack
+from tests.integration.helpers import Client, small, wait_for
+
+
+def lifecycle_events(stack: Stack) -> list[dict]:
+    out = []
+    for f in stack.events_dir.glob("lifecycle-*.ndjson"):
+        out += [json.loads(line) for line in f.read_text().splitlines()]
+    return out
+
+
+def test_killing_the_controller_mid_batch_leaves_one_pod_per_instance(
+        stack: Stack, cis: CisProcess, tenant_key: str) -> None:
+    c = Client(cis, tenant_key)
+    created = c.ok("POST", "/v1/instances/batch", {"template": small(labels={"batch": "kill"}), "count": 200}, 201)
+    ids = {i["id"] for i in created["items"]}
+    cis.process.stop(grace=0)  # SIGTERM then SIGKILL at once: no clean shutdown
+    cis.process.start()
+    cis.process.wait_ready(lambda: answers_ok(f"{cis.url}/readyz"), 90, "ready again")
+
+    def all_running() -> bool:
+        items = c.list_all("labels=batch%3Dkill")
+        return sum(1 for i in items if i["status"].get("phase") == "Running") == 200
+    wait_for("200 Running after the restart", all_running, 180, every=2)
+    pods: collections.Counter[str] = collections.Counter()
+    for cluster in stack.backing:
+        for pod in cluster_pods(cluster, "tenant-acme", "batch=kill"):
+            pods[pod["metadata"]["name"]] += 1
+    assert set(pods) == ids and max(pods.values()) == 1
+    # Every instance got exactly one `instance.started` event id (lines may repeat; ids do not differ).
+    started = collections.defaultdict(set)
+    for e in lifecycle_events(stack):
+        if e["event"]["kind"] == "instance.started" and e["instance"]["id"] in ids:
+            started[e["instance"]["id"]].add(e["event"]["id"])
+    assert set(started) == ids and all(len(v) == 1 for v in started.values())
+    for iid in ids:
+        c.call("DELETE", f"/v1/instances/{iid}")
+    wait_for("batch deleted", lambda: not c.list_all("labels=batch%3Dkill"), 180, every=2)
+
+
+def test_losing_a_backing_cluster_replaces_instances_and_reports_lost_ones(
+        stack: Stack, cis: CisProcess, tenant_key: str) -> None:
+    c = Client(cis, tenant_key)
+    movable = c.create(small(region="region-a"))["id"]  # restartPolicy Always: may move
+    once_spec = small()
+    once_spec["restartPolicy"] = "Never"
+    once_spec["region"] = "region-a"
+    once = c.create(once_spec)["id"]
+    for iid in (movable, once):
+        c.wait_phase(iid, "Running", 60)
+    lost = stack.clusters["region-a"]
+    lost.apiserver.stop()
+    try:
+        fresh = c.create(small())["id"]
+        assert c.wait_phase(fresh, "Running", 90)["status"]["cluster"] == "region-b"
+        failed = c.wait_phase(once, "Failed", 90)
+        assert failed["status"]["reason"] == "Lost"
+        # A region-pinned Always instance waits for its region; unpin to see it move.
+        unpinned = c.create(small())["id"]
+        c.wait_phase(unpinned, "Running", 60)
+    finally:
+        lost.apiserver.start()
+        lost.wait_apiserver()
+    moved = c.wait_phase(movable, "Running", 120)
+    assert moved["status"]["cluster"] == "region-a"
+    assert moved["status"]["attempt"] >= 2
+    kinds = [e["event"]["kind"] for e in lifecycle_events(stack) if e["instance"]["id"] == once]
+    assert "instance.stopped" in kinds
+    for iid in (movable, once, fresh, unpinned):
+        c.call("DELETE", f"/v1/instances/{iid}")
