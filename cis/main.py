@@ -96,6 +96,11 @@ class Platform:
         for listener in self.instance_listeners:
             await listener(kind, obj)
 
+    def _cluster_client(self, name: str) -> KubeClient | None:
+        assert self.controller is not None
+        rt = self.controller.clusters.get(name)
+        return rt.client if rt is not None else None
+
     def _regions(self) -> list[dict[str, Any]]:
         assert self.controller is not None
         regions: dict[str, dict[str, Any]] = {}
@@ -141,15 +146,15 @@ class Platform:
             await self.tenants.ensure_system_namespace()
             sink = EventSink(LifecycleLog(s.events_dir))
             self.instances = Informer(kube, "/apis/cis.io/v1/containerinstances", self._instance_event)
-            self.controller = Controller(kube, store, sink, self.instances, s.controller)
             self.elector = LeaderElector(kube, SYSTEM_NAMESPACE, "cis-controller", s.identity)
+            self.controller = Controller(kube, store, sink, self.instances, self.elector.leading, s.controller)
             instances = InstanceService(store, self.tenants, self._cached_instances,
                                         lambda: {r["name"] for r in self._regions()})
             self.services = Services(instances=instances, tenants=self.tenants, metrics=self.metrics,
                                      regions=self._regions, ready=self._ready)
             es = AsyncElasticsearch(s.es_url) if s.es_url else None
             if es is not None:
-                self.services.instance_events = EventHistory(es)
+                self.services.instance_events = EventHistory(es, self._cluster_client)
             app = create_app(self.services)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
@@ -160,7 +165,7 @@ class Platform:
                     tg.create_task(self.tenants.tenants.run(), name="tenants")
                     tg.create_task(self.tenants.admin.run(), name="admin-keys")
                     tg.create_task(self.elector.run(), name="leader-election")
-                    tg.create_task(self._run_controller(), name="controller")
+                    tg.create_task(self.controller.run(), name="controller")
                     await self.tenants.admin.synced.wait()
                     await self.tenants.tenants.synced.wait()
                     await self._bootstrap_admin_key()
@@ -172,11 +177,6 @@ class Platform:
                 await runner.cleanup()
                 if es is not None:
                     await es.close()
-
-    async def _run_controller(self) -> None:
-        assert self.elector and self.controller
-        await self.elector.leading.wait()
-        await self.controller.run()
 
     async def _bootstrap_admin_key(self) -> None:
         path = self.settings.admin_key_file

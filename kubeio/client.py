@@ -96,16 +96,28 @@ class KubeClient:
         await self.close()
 
     async def _request(
-        self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-        body: Any = None, content_type: str = "application/json", timeout: float | None = 30.0,
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float | None = 30.0,
     ) -> aiohttp.ClientResponse:
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        query = [(k, str(v).lower() if isinstance(v, bool) else str(v))
-                 for k, v in (params or {}).items() if v is not None]
+        query = [
+            (k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in (params or {}).items() if v is not None
+        ]
         try:
             resp: aiohttp.ClientResponse = await self._api.call_api(
-                path, method, query_params=query, header_params=headers, body=body,
-                auth_settings=["BearerToken"], _preload_content=False,
+                path,
+                method,
+                query_params=query,
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
                 _request_timeout=timeout,
             )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -159,7 +171,9 @@ class KubeClient:
         except NotFound:
             return None
 
-    async def stream_lines(self, path: str, params: Mapping[str, Any], timeout: float | None) -> AsyncGenerator[bytes, None]:
+    async def stream_lines(
+        self, path: str, params: Mapping[str, Any], timeout: float | None
+    ) -> AsyncGenerator[bytes, None]:
         """Yield raw lines of a streaming response (watch, follow logs)."""
         resp = await self._request("GET", path, params=params, timeout=timeout)
         try:

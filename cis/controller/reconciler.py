@@ -95,6 +95,7 @@ class Controller:
         store: InstanceStore,
         sink: EventSink,
         instances: Informer,
+        may_lead: asyncio.Event,
         settings: ControllerSettings | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -118,6 +119,8 @@ class Controller:
         self._tg: asyncio.TaskGroup | None = None
         self._tenant_ready: set[tuple[str, str]] = set()
         self._unreachable_since: dict[str, datetime] = {}
+        # Set by leader election; cluster views run on standbys too (the API uses them).
+        self.may_lead = may_lead
         self.leading = asyncio.Event()
 
     # --- wiring -------------------------------------------------------------------------
@@ -130,7 +133,7 @@ class Controller:
         )
 
     async def run(self) -> None:
-        """Runs informers, cluster views and workers until cancelled (needs leadership)."""
+        """Runs cluster views always, and reconcile workers once this replica leads."""
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             tg.create_task(self.registrations.run(), name="cluster-registrations")
@@ -142,6 +145,7 @@ class Controller:
             for rt in self.clusters.values():
                 while not rt.synced():
                     await asyncio.sleep(0.1)
+            await self.may_lead.wait()
             self.leading.set()
             for i in range(self.settings.workers):
                 tg.create_task(self.queue.work(self.reconcile), name=f"worker-{i}")

@@ -143,7 +143,7 @@ def test_filebeat_ships_lines_once_even_after_its_registry_is_wiped(stack: Stack
     """The stack's Filebeat ships lifecycle events by their deterministic id."""
     es = Elasticsearch(stack.es_url)
     events = [
-        {"@timestamp": "2026-11-21T10:00:0%d.000Z" % i,
+        {"@timestamp": f"2026-11-21T10:00:0{i}.000Z",
          "event": {"id": f"smoke-{i}", "kind": "instance.created", "seq": i},
          "instance": {"id": "ci-smoke", "uid": "u-smoke", "tenant": "smoke"}}
         for i in range(5)
