@@ -1,6 +1,6 @@
-"""Wiring of `cis serve`: one process, one root TaskGroup holding the HTTP site, the
-leader election, the controller and the informers. If any of them fails, the rest are
-cancelled and the process exits non-zero.
+"""Wiring of `cis serve`: one process, one root TaskGroup holding the HTTP site, the gRPC
+server, the leader election, the controller and the informers. If any of them fails, the
+rest are cancelled and the process exits non-zero.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from aiohttp import web
 from elasticsearch import AsyncElasticsearch
 
 from cis.api.app import Services, create_app
+from cis.api.grpc_server import serve_grpc
 from cis.api.metrics import Metrics
 from cis.controller.lease import LeaderElector
 from cis.controller.reconciler import Controller, ControllerSettings
@@ -33,6 +34,7 @@ from cis.instances import InstanceService
 from cis.lifecycle_log import LifecycleLog
 from cis.store import InstanceStore
 from cis.tenants import SYSTEM_NAMESPACE, TenantDirectory
+from cis.watch_hub import WatchHub
 from kubeio.client import JSON, Conflict, KubeClient
 from kubeio.informer import Informer
 
@@ -47,6 +49,9 @@ class ServeSettings:
     events_dir: Path
     host: str = "127.0.0.1"
     port: int = 8080
+    # The gRPC API (cis.v1) on the same host; None disables it. 8081 is what the virtual
+    # kubelet dials by default (vk_provider.settings.CisSettings.target).
+    grpc_port: int | None = 8081
     es_url: str | None = None
     # Written once with a fresh admin key when no admin key exists yet (bootstrap).
     admin_key_file: Path | None = None
@@ -80,12 +85,14 @@ class Platform:
         self.settings = settings
         self.metrics = Metrics()
         self.site_started = asyncio.Event()
+        self.grpc_started = asyncio.Event()
         self.kube: KubeClient | None = None
         self.controller: Controller | None = None
         self.tenants: TenantDirectory | None = None
         self.elector: LeaderElector | None = None
         self.services: Services | None = None
         self.instances: Informer | None = None
+        self.hub: WatchHub | None = None
         # Called with (kind, object) on every ContainerInstance change (gRPC watch streams).
         self.instance_listeners: list[Callable[[str, JSON], Awaitable[None]]] = []
 
@@ -115,7 +122,8 @@ class Platform:
         assert self.controller and self.tenants and self.elector
         assert self.instances is not None
         return {"informers": self.instances.synced.is_set() and self.tenants.synced(),
-                "leader-or-standby": True, "http": self.site_started.is_set()}
+                "leader-or-standby": True, "http": self.site_started.is_set(),
+                "grpc": self.grpc_started.is_set() or self.settings.grpc_port is None}
 
     def _cached_instances(self, tenant: TenantName) -> list[Any]:
         assert self.controller is not None
@@ -146,6 +154,9 @@ class Platform:
             await self.tenants.ensure_system_namespace()
             sink = EventSink(LifecycleLog(s.events_dir))
             self.instances = Informer(kube, "/apis/cis.io/v1/containerinstances", self._instance_event)
+            # Registered before the informer runs: the hub must see its first list.
+            self.hub = WatchHub(self.instances)
+            self.instance_listeners.append(self.hub.listener)
             self.elector = LeaderElector(kube, SYSTEM_NAMESPACE, "cis-controller", s.identity)
             self.controller = Controller(kube, store, sink, self.instances, self.elector.leading, s.controller)
             instances = InstanceService(store, self.tenants, self._cached_instances,
@@ -173,6 +184,9 @@ class Platform:
                     await site.start()
                     self.site_started.set()
                     log.info("CIS API listening on http://%s:%d", s.host, s.port)
+                    if s.grpc_port is not None:
+                        tg.create_task(serve_grpc(self.services, self.hub, s.host, s.grpc_port, self.grpc_started),
+                                       name="grpc")
             finally:
                 await runner.cleanup()
                 if es is not None:
@@ -197,6 +211,7 @@ def add_serve_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--events-dir", type=Path, required=True, help="where lifecycle events are written")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--grpc-port", type=int, default=8081, help="gRPC API (cis.v1) port; 0 disables it")
     p.add_argument("--es", dest="es_url", default=None, help="Elasticsearch URL (logs, events, billing)")
     p.add_argument("--admin-key-file", type=Path, default=None)
     p.add_argument("--workers", type=int, default=16)
@@ -205,7 +220,8 @@ def add_serve_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run_serve(args: argparse.Namespace) -> int:
     settings = ServeSettings(kubeconfig=args.kubeconfig, events_dir=args.events_dir, host=args.host,
-                             port=args.port, es_url=args.es_url, admin_key_file=args.admin_key_file,
+                             port=args.port, grpc_port=args.grpc_port or None, es_url=args.es_url,
+                             admin_key_file=args.admin_key_file,
                              controller=ControllerSettings(workers=args.workers))
     t0 = time.monotonic()
     try:

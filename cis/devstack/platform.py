@@ -65,6 +65,7 @@ class CisProcess:
     process: Process
     url: str
     admin_key_file: Path
+    grpc_target: str = ""  # host:port of the gRPC API (cis.v1)
 
     @property
     def admin_key(self) -> str:
@@ -72,10 +73,18 @@ class CisProcess:
 
 
 def start_cis(
-    stack: Stack, *, port: int = 8080, name: str = "cis", workers: int = 16, extra_args: tuple[str, ...] = ()
+    stack: Stack,
+    *,
+    port: int = 8080,
+    grpc_port: int | None = None,
+    name: str = "cis",
+    workers: int = 16,
+    extra_args: tuple[str, ...] = (),
 ) -> CisProcess:
-    """Run `cis serve` as its own process and wait until it is ready."""
+    """Run `cis serve` as its own process and wait until it is ready. gRPC listens on
+    `grpc_port`, by default the HTTP port + 1 (8081 beside 8080)."""
     host = stack.settings.ip(0)
+    grpc_port = port + 1 if grpc_port is None else grpc_port
     key_file = stack.run_dir / "admin.key"
     proc = Process(
         name,
@@ -88,6 +97,7 @@ def start_cis(
             f"--events-dir={stack.events_dir}",
             f"--host={host}",
             f"--port={port}",
+            f"--grpc-port={grpc_port}",
             f"--es={stack.es_url}",
             f"--admin-key-file={key_file}",
             f"--workers={workers}",
@@ -100,7 +110,7 @@ def start_cis(
     proc.wait_ready(lambda: answers_ok(f"{url}/readyz"), 90, "ready (/readyz)")
     if not key_file.exists():
         raise ComponentFailed(name, "no bootstrap admin key was written", proc.log_file)
-    return CisProcess(proc, url, key_file)
+    return CisProcess(proc, url, key_file, f"{host}:{grpc_port}")
 
 
 def api(url: str, method: str, path: str, key: str, body: Any = None) -> tuple[int, Any]:
