@@ -147,7 +147,10 @@ class Cluster:
         if spec.backing:
             kwok_tls = ca.issue(f"{name}-kwok", "kwok", server=True, ips=(ip,), dns=("localhost",))
             kwok_conf = self.dir / "kwok.yaml"
-            kwok_conf.write_text(kwok_config(bins.kwok_stages))
+            # What KWOK serves as every container's log (the apiserver -> kubelet path).
+            self.container_log = self.dir / "kwok-container.log"
+            self.container_log.write_text(f"hello from the kwok kubelet of {name}\n")
+            kwok_conf.write_text(kwok_config(bins.kwok_stages, self.container_log))
             self.kwok = Process(f"{name}-kwok", [
                 str(bins.kwok), f"--kubeconfig={self.kubeconfig}", f"--config={kwok_conf}",
                 "--manage-all-nodes=false",
@@ -232,7 +235,7 @@ def _octet(ip: str) -> int:
     return int(ip.split(".")[2])
 
 
-def kwok_config(stages_dir: Path) -> str:
+def kwok_config(stages_dir: Path, container_log: Path) -> str:
     """KwokConfiguration followed by the Stages KWOK plays: fast node start with Lease
     heartbeats; pods Ready at once and deleted at once; Job pods completing after the
     delay their annotations ask for (`pod-complete.stage.kwok.x-k8s.io/delay` and
@@ -247,6 +250,10 @@ def kwok_config(stages_dir: Path) -> str:
               "pod/fast/pod-ready.yaml", "pod/fast/pod-delete.yaml", "pod/general/pod-complete.yaml"]
     docs += [(stages_dir / f).read_text() for f in wanted]
     docs.append(CIS_STAGES.read_text())
+    docs.append(yaml.safe_dump({
+        "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterLogs", "metadata": {"name": "all-pods"},
+        "spec": {"logs": [{"logsFile": str(container_log), "follow": False}]},
+    }))
     return "\n---\n".join(d.strip() for d in docs) + "\n"
 
 

@@ -15,6 +15,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,7 @@ class Stack:
         sa_keys = write_service_account_keys(self.run_dir / "pki")
         self.etcd_url = f"http://{settings.ip(0)}:2379"
         self.es_url = f"http://{settings.ip(0)}:9200"
+        self.es_shim_url = f"http://{settings.ip(0)}:9201"
         specs = [ClusterSpec("user", settings.ip(1), "user", "user-1", backing=False)]
         for i, region in enumerate(settings.backing_regions):
             specs.append(ClusterSpec(
@@ -111,6 +113,7 @@ class Stack:
         self.etcd = self._etcd_process()
         self.elasticsearch = self._es_process()
         self.filebeat: Process | None = None
+        self.es_shim: Process | None = None
 
     @property
     def user(self) -> Cluster:
@@ -147,7 +150,10 @@ class Stack:
             "-E", "action.destructive_requires_name=false",
         ], self.logs, env={
             "ES_JAVA_HOME": str(find_java_home()),
-            "ES_JAVA_OPTS": f"-Xms{heap} -Xmx{heap}",
+            # C1-only JIT halves start-up on 2 busy cores; a test node's steady-state speed
+            # matters less than the minute it would otherwise take to come up.
+            "ES_JAVA_OPTS": f"-Xms{heap} -Xmx{heap} -XX:TieredStopAtLevel=1",
+            "CLI_JAVA_OPTS": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
             "ES_TMPDIR": str(data / "tmp"),
             "ES_PATH_CONF": str(data / "config"),
         }, cwd=es_home)
@@ -187,11 +193,16 @@ class Stack:
             for c in self.clusters.values():
                 c.wait_apiserver()
                 c.start_controllers()
+            log.info("apiservers ready after %.1fs", time.monotonic() - t0)
             for c in self.clusters.values():
                 c.wait_controllers()
                 c.bootstrap()
+            log.info("clusters ready after %.1fs", time.monotonic() - t0)
             self.elasticsearch.wait_ready(self._es_ready, 180, "green/yellow")
+            log.info("elasticsearch ready after %.1fs", time.monotonic() - t0)
             if self.settings.with_filebeat:
+                self.es_shim = self._start_es_root_shim()
+                self._setup_es_templates()
                 self.filebeat = self._start_filebeat()
             self._write_manifest()
         except BaseException:
@@ -203,6 +214,33 @@ class Stack:
         health = get_json(f"{self.es_url}/_cluster/health?wait_for_status=yellow&timeout=1s")
         return health.get("status") in ("green", "yellow")
 
+    def _setup_es_templates(self) -> None:
+        """Index templates before the first document ships, so nothing is mapped dynamically."""
+        import asyncio
+
+        from elasticsearch import AsyncElasticsearch
+
+        from cis_logging.es_setup import ensure_layout
+        from cis_logging.layout import EsLayout
+
+        async def setup() -> None:
+            async with AsyncElasticsearch(self.es_url) as es:
+                await ensure_layout(es, EsLayout())
+
+        asyncio.run(setup())
+
+    def _start_es_root_shim(self) -> Process:
+        """The minimal ES distribution lacks the `rest-root` module, so `GET /` (which
+        Filebeat asks before shipping) answers 405; this pass-through proxy answers it
+        from the real node info and forwards everything else (cis_logging.root_shim)."""
+        shim = Process("es-root-shim", [
+            sys.executable, "-m", "cis_logging.root_shim",
+            "--listen", f"{self.settings.ip(0)}:9201", "--upstream", self.es_url,
+        ], self.logs)
+        shim.start()
+        shim.wait_ready(lambda: answers_ok(f"{self.es_shim_url}/"), 30, "answering")
+        return shim
+
     def _start_filebeat(self) -> Process:
         from cis_logging.stack_config import render_stack_filebeat
 
@@ -210,7 +248,7 @@ class Stack:
         fb_dir.mkdir(exist_ok=True)
         config = fb_dir / "filebeat.yml"
         config.write_text(render_stack_filebeat(
-            es_url=self.es_url, events_dir=self.events_dir, pod_logs_dir=self.pod_logs_dir))
+            es_url=self.es_shim_url, events_dir=self.events_dir, pod_logs_dir=self.pod_logs_dir))
         config.chmod(0o600)
         proc = Process("filebeat", [
             str(self.bins.filebeat), "-e", "-c", str(config), "--path.home", str(fb_dir),
@@ -224,7 +262,7 @@ class Stack:
         procs = [self.etcd, self.elasticsearch]
         for c in self.clusters.values():
             procs += c.processes
-        return procs + ([self.filebeat] if self.filebeat else [])
+        return procs + [p for p in (self.es_shim, self.filebeat) if p is not None]
 
     def stop(self) -> None:
         """Stop everything this stack started, dependants first."""
