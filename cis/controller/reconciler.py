@@ -359,7 +359,10 @@ class Controller:
         return since is not None and now - since >= self.settings.lost_after
 
     async def _handle_lost(self, inst: Instance, now: datetime, message: str) -> None:
-        inst = await self._commit(inst, lost_status(inst.status, now=now, message=message), now)
+        """End the attempt (an `instance.stopped` only if it had started), then re-place
+        it when the restart policy allows."""
+        if inst.status.started_at is not None:
+            inst = await self._commit(inst, lost_status(inst.status, now=now, message=message), now)
         if replacement_allowed(inst):
             reason = "Replacing"
             await self._commit(inst, requeued_status(inst.status, now=now, reason=reason, message=message), now)

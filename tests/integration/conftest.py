@@ -16,7 +16,8 @@ import pytest
 from cis.devstack.platform import CisProcess, create_tenant, register_backing_clusters, start_cis
 from cis.devstack.stack import Stack, StackSettings
 
-TEST_NET = 20
+# Overridable so two test runs (say, two developers' sessions) can share a machine.
+TEST_NET = int(os.environ.get("CIS_TEST_NET", "20"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
