@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from cis.client_cli import add_client_commands
 from cis.devstack.commands import add_dev_commands
 from cis.main import add_serve_command
+from cis_logging.cli import add_logging_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_command(sub)
     add_dev_commands(sub)
     add_client_commands(sub)
+    add_logging_commands(sub)
     return parser
 
 

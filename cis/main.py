@@ -21,6 +21,7 @@ import yaml
 from aiohttp import web
 from elasticsearch import AsyncElasticsearch
 
+import cis_logging
 from cis.api.app import Services, create_app
 from cis.api.grpc_server import serve_grpc
 from cis.api.metrics import Metrics
@@ -32,6 +33,7 @@ from cis.domain.model import instance_from_resource
 from cis.history import EventHistory
 from cis.instances import InstanceService
 from cis.lifecycle_log import LifecycleLog
+from cis.logs_api import LogService
 from cis.store import InstanceStore
 from cis.tenants import SYSTEM_NAMESPACE, TenantDirectory
 from cis.watch_hub import WatchHub
@@ -103,6 +105,10 @@ class Platform:
         for listener in self.instance_listeners:
             await listener(kind, obj)
 
+    async def _instance_exists(self, tenant: TenantName, instance_id: str) -> bool:
+        assert self.instances is not None
+        return f"tenant-{tenant}/{instance_id}" in self.instances.cache
+
     def _cluster_client(self, name: str) -> KubeClient | None:
         assert self.controller is not None
         rt = self.controller.clusters.get(name)
@@ -165,7 +171,9 @@ class Platform:
                                      regions=self._regions, ready=self._ready)
             es = AsyncElasticsearch(s.es_url) if s.es_url else None
             if es is not None:
+                await cis_logging.ensure_layout(es, cis_logging.EsLayout())
                 self.services.instance_events = EventHistory(es, self._cluster_client)
+                self.services.logs = LogService(es, self._instance_exists)
             app = create_app(self.services)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()

@@ -308,6 +308,24 @@ def _paths() -> dict[str, Any]:
                 op_id="instanceEvents",
             ),
         },
+        "/v1/instances/{id}/logs": {
+            "parameters": [ID_PARAM],
+            "get": _op(
+                "Container logs (kubectl logs semantics); kept after the instance is gone",
+                {"200": _resp("log text; JSON lines with Accept: application/json; a stream with follow=true",
+                              TEXT, "text/plain")},
+                params=[TENANT_Q, _q("container", "Container name"),
+                        _q("tailLines", "Last N lines", {"type": "integer", "minimum": 0, "maximum": 10000}),
+                        _q("sinceSeconds", "Relative start", {"type": "integer", "minimum": 1}),
+                        _q("sinceTime", "RFC 3339 start"), _q("untilTime", "RFC 3339 end"),
+                        _q("timestamps", "Prefix each line with its time", {"type": "boolean"}),
+                        _q("limitBytes", "Cut the output after N bytes", {"type": "integer", "minimum": 1}),
+                        _q("previous", "The previous run of the container", {"type": "boolean"}),
+                        _q("q", "Text query"), _q("pageToken", "Continue after this token (search_after)"),
+                        _q("follow", "Stream new lines as they arrive", {"type": "boolean"})],
+                op_id="instanceLogs",
+            ),
+        },
         "/v1/regions": {
             "get": _op("Regions and their clusters' health", {"200": _resp("regions", items)}, op_id="regions")
         },

@@ -9,7 +9,9 @@ from aiohttp import web
 from cis.api.app import principal, services
 from cis.api.errors import read_json
 from cis.domain import errors
+from cis.domain.ids import TenantName
 from cis.domain.model import instance_to_public_json
+from cis.logs_api import respond
 
 routes = web.RouteTableDef()
 
@@ -92,3 +94,15 @@ async def instance_events(request: web.Request) -> web.Response:
     if svc.instance_events is None:
         raise errors.NotImplementedCapability("instance events need Elasticsearch")
     return web.json_response({"items": await svc.instance_events(inst)})
+
+
+@routes.get("/instances/{id}/logs")
+async def instance_logs(request: web.Request) -> web.StreamResponse:
+    svc = services(request)
+    if svc.logs is None:
+        raise errors.NotImplementedCapability("logs need Elasticsearch (cis serve --es)")
+    p = principal(request)
+    tenant = tenant_param(request) if p.is_admin else p.tenant
+    if not tenant:
+        raise errors.InvalidInput("tenant", "an admin must name the tenant")
+    return await respond(request, svc.logs, TenantName(tenant), request.match_info["id"])

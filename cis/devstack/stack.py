@@ -296,14 +296,13 @@ def find_java_home() -> Path:
 
 def stack_status(run_dir: Path) -> dict[str, bool]:
     """Which components of the stack in `run_dir` are running, from their pid files."""
-    logs = run_dir / "logs"
-    return {p.stem: pid_file_alive(p) is not None for p in sorted(logs.glob("*.pid"))}
+    return {p.stem: pid_file_alive(p) is not None for p in sorted(run_dir.glob("**/*.pid"))}
 
 
 def stop_stack(run_dir: Path) -> list[str]:
     """Stop a stack started by another process; returns the components that were running."""
     stopped = []
-    pids = sorted((run_dir / "logs").glob("*.pid"), key=_stop_order)
+    pids = sorted(run_dir.glob("**/*.pid"), key=_stop_order)
     for pid_file in pids:
         if stop_pid_file(pid_file):
             stopped.append(pid_file.stem)

@@ -31,7 +31,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def stack() -> Iterator[Stack]:
     run_dir = Path(os.environ.get("CIS_TEST_RUN_DIR", f"/var/tmp/cis/test-{os.getpid()}"))
     shutil.rmtree(run_dir, ignore_errors=True)
-    s = Stack(StackSettings(run_dir=run_dir, net=TEST_NET, kwok_nodes=2))
+    # Nodes big enough that tests never run out of room unless they mean to (cordon).
+    s = Stack(StackSettings(run_dir=run_dir, net=TEST_NET, kwok_nodes=2, node_cpu="1000",
+                            node_memory="4000Gi", node_pods="1000"))
     s.start()
     try:
         yield s
@@ -61,3 +63,21 @@ def tenant_key(cis: CisProcess) -> str:
 @pytest.fixture(scope="session")
 def other_tenant_key(cis: CisProcess) -> str:
     return create_tenant(cis, "globex")
+
+
+@pytest.fixture
+def clean_tenant(cis: CisProcess, tenant_key: str) -> Iterator[None]:
+    """Each test starts and ends with no instances of tenant acme, so one failing test
+    cannot leave pods that starve the next."""
+    from tests.integration.helpers import Client, wait_for
+
+    c = Client(cis, tenant_key)
+
+    def clear() -> None:
+        for inst in c.list_all():
+            c.call("DELETE", f"/v1/instances/{inst['id']}")
+        wait_for("tenant acme empty", lambda: not c.list_all(), 240, every=1)
+
+    clear()
+    yield
+    clear()

@@ -10,9 +10,13 @@ import collections
 import json
 from typing import Any
 
+import pytest
+
 from cis.devstack.platform import CisProcess, cluster_pods
 from cis.devstack.stack import Stack
 from tests.integration.helpers import Client, small, wait_for
+
+pytestmark = pytest.mark.usefixtures("clean_tenant")
 
 
 def pod_of(stack: Stack, inst: dict[str, Any]) -> dict[str, Any] | None:
@@ -46,7 +50,8 @@ def test_create_runs_a_hardened_kata_pod_and_delete_removes_it(stack: Stack, cis
 
 
 def test_never_restart_instance_completes_is_released_and_keeps_its_record(
-        stack: Stack, cis: CisProcess, tenant_key: str) -> None:
+    stack: Stack, cis: CisProcess, tenant_key: str
+) -> None:
     c = Client(cis, tenant_key)
     spec = small(restartPolicy="Never")
     spec["containers"][0]["env"] = [{"name": "KWOK_COMPLETE_AFTER", "value": "2s"}]
@@ -83,7 +88,8 @@ def test_region_pinned_instance_lands_only_there(stack: Stack, cis: CisProcess, 
 
 
 def test_batch_of_500_runs_spread_over_both_clusters_without_doubles(
-        stack: Stack, cis: CisProcess, tenant_key: str) -> None:
+    stack: Stack, cis: CisProcess, tenant_key: str
+) -> None:
     c = Client(cis, tenant_key)
     created = c.ok("POST", "/v1/instances/batch", {"template": small(labels={"batch": "b500"}), "count": 500}, 201)
     ids = {i["id"] for i in created["items"]}
@@ -92,6 +98,7 @@ def test_batch_of_500_runs_spread_over_both_clusters_without_doubles(
     def running() -> bool:
         items = c.list_all("labels=batch%3Db500")
         return sum(1 for i in items if i["status"].get("phase") == "Running") == 500
+
     wait_for("500 Running", running, 240, every=2)
     per_cluster: collections.Counter[str] = collections.Counter()
     seen: collections.Counter[str] = collections.Counter()
@@ -108,7 +115,8 @@ def test_batch_of_500_runs_spread_over_both_clusters_without_doubles(
 
 
 def test_cluster_without_room_keeps_instances_queued_until_room_appears(
-        stack: Stack, cis: CisProcess, tenant_key: str) -> None:
+    stack: Stack, cis: CisProcess, tenant_key: str
+) -> None:
     cluster = stack.clusters["region-b"]
     nodes = [f"region-b-node-{i}" for i in range(stack.settings.kwok_nodes)]
     for node in nodes:
@@ -116,8 +124,7 @@ def test_cluster_without_room_keeps_instances_queued_until_room_appears(
     c = Client(cis, tenant_key)
     try:
         inst = c.create(small(region="region-b"))
-        queued = wait_for("a reason for waiting", lambda: (
-            (i := c.get(inst["id"]))["status"].get("reason") and i), 30)
+        queued = wait_for("a reason for waiting", lambda: (i := c.get(inst["id"]))["status"].get("reason") and i, 30)
         assert queued["status"]["phase"] == "Queued"
         assert queued["status"]["reason"] in ("NoCapacity", "NoHealthyCluster")
     finally:

@@ -9,10 +9,14 @@ from __future__ import annotations
 import collections
 import json
 
+import pytest
+
 from cis.devstack.platform import CisProcess, cluster_pods
 from cis.devstack.probes import answers_ok
 from cis.devstack.stack import Stack
 from tests.integration.helpers import Client, small, wait_for
+
+pytestmark = pytest.mark.usefixtures("clean_tenant")
 
 
 def lifecycle_events(stack: Stack) -> list[dict]:
@@ -23,7 +27,8 @@ def lifecycle_events(stack: Stack) -> list[dict]:
 
 
 def test_killing_the_controller_mid_batch_leaves_one_pod_per_instance(
-        stack: Stack, cis: CisProcess, tenant_key: str) -> None:
+    stack: Stack, cis: CisProcess, tenant_key: str
+) -> None:
     c = Client(cis, tenant_key)
     created = c.ok("POST", "/v1/instances/batch", {"template": small(labels={"batch": "kill"}), "count": 200}, 201)
     ids = {i["id"] for i in created["items"]}
@@ -34,6 +39,7 @@ def test_killing_the_controller_mid_batch_leaves_one_pod_per_instance(
     def all_running() -> bool:
         items = c.list_all("labels=batch%3Dkill")
         return sum(1 for i in items if i["status"].get("phase") == "Running") == 200
+
     wait_for("200 Running after the restart", all_running, 180, every=2)
     pods: collections.Counter[str] = collections.Counter()
     for cluster in stack.backing:
@@ -52,7 +58,8 @@ def test_killing_the_controller_mid_batch_leaves_one_pod_per_instance(
 
 
 def test_losing_a_backing_cluster_replaces_instances_and_reports_lost_ones(
-        stack: Stack, cis: CisProcess, tenant_key: str) -> None:
+    stack: Stack, cis: CisProcess, tenant_key: str
+) -> None:
     c = Client(cis, tenant_key)
     movable = c.create(small(region="region-a"))["id"]  # restartPolicy Always: may move
     once_spec = small()

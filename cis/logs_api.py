@@ -1,0 +1,99 @@
+"""Container logs of an instance, from Elasticsearch, for REST, gRPC and so the virtual
+kubelet's `kubectl logs`: one query function (`cis_logging`) behind all of them.
+
+Logs outlive the instance: an id without a ContainerInstance is still answered when the
+tenant's log index has lines for it. Another tenant's instance is simply not found.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+
+from aiohttp import web
+from elasticsearch import AsyncElasticsearch
+
+import cis_logging
+from cis.domain import errors
+from cis.domain.ids import TenantName
+from cis_logging.errors import InvalidParameter, NotFound, Unavailable
+
+Exists = Callable[[TenantName, str], Awaitable[bool]]
+
+
+def translate(exc: Exception) -> errors.CisError:
+    """cis_logging's errors are ours at this edge."""
+    if isinstance(exc, InvalidParameter):
+        return errors.InvalidInput(exc.field, str(exc.args[-1]) if exc.args else "invalid")
+    if isinstance(exc, NotFound):
+        return errors.NotFound("logs", str(exc))
+    if isinstance(exc, Unavailable):
+        return errors.Temporary(f"log store unavailable: {exc}", retry_after=5)
+    raise exc
+
+
+class LogService:
+    def __init__(self, es: AsyncElasticsearch, instance_exists: Exists) -> None:
+        self.es = es
+        self._exists = instance_exists
+
+    async def check_visible(self, tenant: TenantName, instance_id: str) -> None:
+        if await self._exists(tenant, instance_id):
+            return
+        try:
+            seen = await cis_logging.instance_seen(self.es, tenant, instance_id)
+        except Unavailable as exc:
+            raise translate(exc) from exc
+        if not seen:
+            raise errors.NotFound("instance", instance_id)
+
+    async def read(self, tenant: TenantName, instance_id: str, params: Mapping[str, str]) -> cis_logging.LogPage:
+        await self.check_visible(tenant, instance_id)
+        try:
+            query = cis_logging.query_from_params(tenant, instance_id, params)
+            return await cis_logging.fetch_logs(self.es, query)
+        except (InvalidParameter, NotFound, Unavailable) as exc:
+            raise translate(exc) from exc
+
+    async def stream_logs(self, tenant: TenantName, instance_id: str, params: Mapping[str, str], *,
+                          follow: bool) -> AsyncIterator[bytes]:
+        """The logs as bytes chunks; with `follow`, keeps yielding new lines until cancelled."""
+        page = await self.read(tenant, instance_id, params)
+        timestamps = params.get("timestamps", "").lower() in ("1", "true")
+        if page.lines:
+            yield page.text(timestamps=timestamps).encode()
+        if not follow:
+            return
+        query = cis_logging.query_from_params(tenant, instance_id, {
+            k: v for k, v in params.items() if k not in ("tailLines", "limitBytes", "sinceSeconds", "sinceTime")})
+        try:
+            async for line in cis_logging.follow_logs(self.es, query):
+                yield line.render(timestamps=timestamps).encode()
+        except (InvalidParameter, NotFound, Unavailable) as exc:
+            raise translate(exc) from exc
+
+
+async def respond(request: web.Request, logs: LogService, tenant: TenantName, instance_id: str) -> web.StreamResponse:
+    """GET /v1/instances/{id}/logs: text like `kubectl logs`, JSON with paging on
+    `Accept: application/json`, a chunked stream with `follow=true`."""
+    params = dict(request.query)
+    follow = params.pop("follow", "false").lower() in ("1", "true")
+    params.pop("tenant", None)
+    if follow:
+        stream = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+        chunks = logs.stream_logs(tenant, instance_id, params, follow=True)
+        first = await anext(chunks, b"")  # errors before the stream starts are still 4xx
+        await stream.prepare(request)
+        await stream.write(first)
+        async for chunk in chunks:
+            await stream.write(chunk)
+        return stream
+    page = await logs.read(tenant, instance_id, params)
+    if "application/json" in request.headers.get("Accept", ""):
+        timestamps = params.get("timestamps", "").lower() in ("1", "true")
+        body = {"items": [line.to_json(timestamps=timestamps) for line in page.lines],
+                "truncated": page.truncated}
+        if page.next_token and page.has_more:
+            body["pageToken"] = page.next_token
+        return web.json_response(body)
+    return web.Response(text=page.text(timestamps=params.get("timestamps", "").lower() in ("1", "true")),
+                        content_type="text/plain")
