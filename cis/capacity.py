@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from cis.domain.sizes import parse_cpu, parse_memory
+from cis.domain.sizes import parse_cpu, parse_memory, parse_quantity
 
 KATA_NODE_LABEL = "katacontainers.io/kata-runtime"
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
@@ -70,7 +70,7 @@ def compute_capacity(nodes: Iterable[dict[str, Any]], pods: Iterable[dict[str, A
         alloc = node.get("status", {}).get("allocatable", {})
         alloc_cpu += parse_cpu(alloc.get("cpu", 0))
         alloc_mem += parse_memory(alloc.get("memory", 0))
-        alloc_pods += int(alloc.get("pods", 110))
+        alloc_pods += int(parse_quantity(alloc.get("pods", 110)))
     req_cpu = req_mem = count = pending = 0
     for pod in pods:
         if pod.get("status", {}).get("phase") in TERMINAL_PHASES:

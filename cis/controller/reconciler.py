@@ -236,6 +236,10 @@ class Controller:
         except (KubeError, errors.CisError) as exc:
             log.warning("instance %s: %s; retrying", key, exc)
             self.queue.add_after(key, 1.0)
+        except Exception:
+            # A bug for one instance must not stop the controller for all of them.
+            log.exception("instance %s: unexpected error; retrying in 10s", key)
+            self.queue.add_after(key, 10.0)
 
     async def _reconcile(self, inst: Instance, raw: JSON) -> None:
         now = self.clock()
