@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from billing.cli import add_billing_commands
 from cis.client_cli import add_client_commands
 from cis.devstack.commands import add_dev_commands
 from cis.main import add_serve_command
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dev_commands(sub)
     add_client_commands(sub)
     add_logging_commands(sub)
+    add_billing_commands(sub)
     return parser
 
 
@@ -30,7 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return int(args.func(args))
+    run = getattr(args, "func", None) or args.handler  # billing's commands name it `handler`
+    return int(run(args))
 
 
 if __name__ == "__main__":

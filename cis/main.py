@@ -22,9 +22,11 @@ from aiohttp import web
 from elasticsearch import AsyncElasticsearch
 
 import cis_logging
+from billing.prices import default_prices, load_prices
 from cis.api.app import Services, create_app
 from cis.api.grpc_server import serve_grpc
 from cis.api.metrics import Metrics
+from cis.api.routes_billing import BillingContext
 from cis.controller.lease import LeaderElector
 from cis.controller.reconciler import Controller, ControllerSettings
 from cis.controller.sink import EventSink
@@ -55,6 +57,8 @@ class ServeSettings:
     # kubelet dials by default (vk_provider.settings.CisSettings.target).
     grpc_port: int | None = 8081
     es_url: str | None = None
+    # Price table (YAML/JSON); the shipped default when unset.
+    prices_file: Path | None = None
     # Written once with a fresh admin key when no admin key exists yet (bootstrap).
     admin_key_file: Path | None = None
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
@@ -174,6 +178,8 @@ class Platform:
                 await cis_logging.ensure_layout(es, cis_logging.EsLayout())
                 self.services.instance_events = EventHistory(es, self._cluster_client)
                 self.services.logs = LogService(es, self._instance_exists)
+                prices = load_prices(s.prices_file) if s.prices_file else default_prices()
+                self.services.billing = BillingContext(es, prices)
             app = create_app(self.services)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
@@ -222,6 +228,7 @@ def add_serve_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--grpc-port", type=int, default=8081, help="gRPC API (cis.v1) port; 0 disables it")
     p.add_argument("--es", dest="es_url", default=None, help="Elasticsearch URL (logs, events, billing)")
     p.add_argument("--admin-key-file", type=Path, default=None)
+    p.add_argument("--prices", type=Path, default=None, help="price table (default: the shipped one)")
     p.add_argument("--workers", type=int, default=16)
     p.set_defaults(func=run_serve)
 
@@ -229,7 +236,7 @@ def add_serve_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run_serve(args: argparse.Namespace) -> int:
     settings = ServeSettings(kubeconfig=args.kubeconfig, events_dir=args.events_dir, host=args.host,
                              port=args.port, grpc_port=args.grpc_port or None, es_url=args.es_url,
-                             admin_key_file=args.admin_key_file,
+                             admin_key_file=args.admin_key_file, prices_file=args.prices,
                              controller=ControllerSettings(workers=args.workers))
     t0 = time.monotonic()
     try:

@@ -67,7 +67,7 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 def create_app(svc: Services) -> web.Application:
-    from cis.api import routes_instances, routes_meta
+    from cis.api import routes_billing, routes_instances, routes_meta
 
     app = web.Application(middlewares=[request_id_and_errors], client_max_size=8 * 1024 * 1024)
     app[SERVICES] = svc
@@ -76,6 +76,7 @@ def create_app(svc: Services) -> web.Application:
     v1 = web.Application(middlewares=[request_id_and_errors, count_requests, authenticate])
     v1.add_routes(routes_instances.routes)
     v1.add_routes(routes_meta.v1_routes)
+    v1.add_routes(routes_billing.routes)
     for extra in svc.extra.get("v1_routes", []):
         v1.add_routes(extra)
     app.add_subapp("/v1", v1)

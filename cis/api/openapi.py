@@ -326,6 +326,39 @@ def _paths() -> dict[str, Any]:
                 op_id="instanceLogs",
             ),
         },
+        "/v1/billing/usage": {
+            "get": _op(
+                "Billed usage per instance or per day (tenant-scoped; admins see all)",
+                {"200": _resp("usage", {"type": "object"}), "501": _resp("no Elasticsearch", ERROR)},
+                params=[TENANT_Q, _q("period", "YYYY-MM, YYYY-MM-DD or A..B"),
+                        _q("groupBy", "instance or day", {"enum": ["instance", "day"]})],
+                op_id="billingUsage",
+            )
+        },
+        "/v1/billing/reports/{period}": {
+            "parameters": [{"name": "period", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": _op(
+                "A billing report as JSON, CSV or HTML with a chart (Accept or ?format=)",
+                {"200": {"description": "the report", "content": {
+                    "application/json": {"schema": {"type": "object"}},
+                    "text/csv": {"schema": TEXT}, "text/html": {"schema": TEXT}}},
+                 "501": _resp("no Elasticsearch", ERROR)},
+                params=[TENANT_Q, _q("format", "json, csv or html", {"enum": ["json", "csv", "html"]})],
+                op_id="billingReport",
+            ),
+        },
+        "/v1/price": {
+            "post": _op(
+                "Price of a spec (or cpu/memoryGiB) in a region for some seconds, at the rounded size",
+                {"200": _resp("the quote", {"type": "object"})},
+                body={"type": "object", "required": ["region"], "properties": {
+                    "region": {"type": "string"}, "seconds": {"type": "integer", "minimum": 0},
+                    "spec": {"$ref": "#/components/schemas/InstanceSpec"},
+                    "cpu": {"type": "number"}, "memoryGiB": {"type": "number"},
+                    "at": {"type": "string", "format": "date-time"}}},
+                op_id="price",
+            )
+        },
         "/v1/regions": {
             "get": _op("Regions and their clusters' health", {"200": _resp("regions", items)}, op_id="regions")
         },
