@@ -56,15 +56,20 @@ class LogService:
 
     async def stream_logs(self, tenant: TenantName, instance_id: str, params: Mapping[str, str], *,
                           follow: bool) -> AsyncIterator[bytes]:
-        """The logs as bytes chunks; with `follow`, keeps yielding new lines until cancelled."""
-        page = await self.read(tenant, instance_id, params)
+        """The logs as bytes chunks; with `follow`, keeps yielding new lines until cancelled.
+        Visibility and parameters are checked before the first chunk."""
         timestamps = params.get("timestamps", "").lower() in ("1", "true")
-        if page.lines:
-            yield page.text(timestamps=timestamps).encode()
         if not follow:
+            page = await self.read(tenant, instance_id, params)
+            if page.lines:
+                yield page.text(timestamps=timestamps).encode()
             return
-        query = cis_logging.query_from_params(tenant, instance_id, {
-            k: v for k, v in params.items() if k not in ("tailLines", "limitBytes", "sinceSeconds", "sinceTime")})
+        await self.check_visible(tenant, instance_id)
+        try:
+            query = cis_logging.query_from_params(tenant, instance_id, params)
+        except InvalidParameter as exc:
+            raise translate(exc) from exc
+        yield b""  # checks passed: the caller may start its response now
         try:
             async for line in cis_logging.follow_logs(self.es, query):
                 yield line.render(timestamps=timestamps).encode()
@@ -82,6 +87,7 @@ async def respond(request: web.Request, logs: LogService, tenant: TenantName, in
         stream = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
         chunks = logs.stream_logs(tenant, instance_id, params, follow=True)
         first = await anext(chunks, b"")  # errors before the stream starts are still 4xx
+        stream.enable_chunked_encoding()
         await stream.prepare(request)
         await stream.write(first)
         async for chunk in chunks:
