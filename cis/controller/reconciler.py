@@ -58,8 +58,8 @@ class ControllerSettings:
     # waits minutes, not hours, for another cluster.
     unschedulable_timeout: timedelta = timedelta(minutes=2)
     heartbeat_interval: timedelta = timedelta(seconds=60)
-    # How often Queued instances retry placement when nothing else wakes them.
-    queued_retry: float = 2.0
+    # How often a Queued instance retries placement when no capacity change wakes it.
+    queued_retry: float = 15.0
     # A cluster unreachable this long has lost its pods; 3 missed 5 s probes plus slack.
     lost_after: timedelta = timedelta(seconds=20)
 
@@ -119,6 +119,8 @@ class Controller:
         self._tg: asyncio.TaskGroup | None = None
         self._tenant_ready: set[tuple[str, str]] = set()
         self._unreachable_since: dict[str, datetime] = {}
+        # Queued instances that found no room, oldest first (a dict keeps insertion order).
+        self._waiting: dict[str, None] = {}
         # Set by leader election; cluster views run on standbys too (the API uses them).
         self.may_lead = may_lead
         self.leading = asyncio.Event()
@@ -182,18 +184,17 @@ class Controller:
             self.queue.add(key)
             if kind != "DELETED" and self._is_orphan(rt, key):
                 self.queue.add(f"{ORPHAN}{rt.name}/{key}")
-        if kind == "DELETED" and pod["metadata"].get("labels", {}).get("cis.io/managed-by"):
-            # Freed capacity: let Queued instances try again now rather than at the next tick.
-            self._wake_queued(limit=8)
+        if self._waiting and (kind == "DELETED" or pod.get("spec", {}).get("nodeName")):
+            # A pod left the cluster or the scheduler's queue: room or a Pending slot freed.
+            self._wake_queued(limit=4)
 
     def _wake_queued(self, limit: int) -> None:
-        woken = 0
-        for key, raw in self.instances.cache.items():
-            if (raw.get("status") or {}).get("phase") == Phase.QUEUED.value:
-                self.queue.add(key)
-                woken += 1
-                if woken >= limit:
-                    return
+        """Retry the longest-waiting Queued instances first (FIFO), a few per freed slot,
+        instead of every Queued instance polling: with thousands queued, polling would
+        spend the controller's CPU on placements that cannot succeed."""
+        for key in list(self._waiting)[:limit]:
+            del self._waiting[key]
+            self.queue.add(key)
 
     # --- reconcile ----------------------------------------------------------------------
 
@@ -306,8 +307,11 @@ class Controller:
         if chosen is None:
             reason, message = explain_no_cluster(inst.size, snaps, region=inst.spec.region, zone=inst.spec.zone)
             await self._commit(inst, waiting_status(inst.status, reason=reason, message=message), now)
+            self._waiting[key] = None
+            # A slow safety net; capacity changes wake waiting instances much sooner.
             self.queue.add_after(key, self.settings.queued_retry)
             return
+        self._waiting.pop(key, None)
         rt = self.clusters[chosen]
         # Reserve at once, so the next placement in this burst sees the room as taken.
         rt.in_flight[inst.id] = (inst.size.cpu_millis, inst.size.memory_mib * 1024 * 1024)
@@ -422,7 +426,7 @@ class Controller:
                 if rt.healthy:
                     if self._unreachable_since.pop(rt.name, None) is not None:
                         log.info("backing cluster %s is reachable again", rt.name)
-                        self._wake_queued(limit=1000)
+                        self._wake_queued(limit=len(self._waiting))
                     continue
                 since = self._unreachable_since.setdefault(rt.name, now)
                 if now - since >= self.settings.lost_after and now - since < self.settings.lost_after + timedelta(
