@@ -59,7 +59,7 @@ class ControllerSettings:
     unschedulable_timeout: timedelta = timedelta(minutes=2)
     heartbeat_interval: timedelta = timedelta(seconds=60)
     # How often a Queued instance retries placement when no capacity change wakes it.
-    queued_retry: float = 15.0
+    queued_retry: float = 5.0
     # A cluster unreachable this long has lost its pods; 3 missed 5 s probes plus slack.
     lost_after: timedelta = timedelta(seconds=20)
 
