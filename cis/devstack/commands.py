@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from cis.devstack.platform import create_tenant, register_backing_clusters, start_cis
+from cis.devstack.platform import create_tenant, register_backing_clusters, start_cis, start_virtual_kubelet
 from cis.devstack.stack import (
     INSTALLER,
     Stack,
@@ -53,8 +53,7 @@ def run_dev(args: argparse.Namespace) -> int:
         print(f"a stack already runs in {run_dir}; `cis dev down` first", file=sys.stderr)
         return 1
     if not args.no_install:
-        subprocess.run(["bash", str(INSTALLER)], check=True,
-                       env={**os.environ, "CIS_CACHE": str(default_cache_dir())})
+        subprocess.run(["bash", str(INSTALLER)], check=True, env={**os.environ, "CIS_CACHE": str(default_cache_dir())})
     t0 = time.monotonic()
     print(f"==> starting the local stack in {run_dir} (logs in {run_dir / 'logs'})", flush=True)
     stack = Stack(StackSettings(run_dir=run_dir, net=args.net, kwok_nodes=args.kwok_nodes))
@@ -64,20 +63,21 @@ def run_dev(args: argparse.Namespace) -> int:
         register_backing_clusters(stack)
         cis = start_cis(stack)
         key = create_tenant(cis, "demo")
+        start_virtual_kubelet(stack, cis, key)
     except BaseException:
         stop_stack(run_dir)
         raise
     env_file = run_dir / "cis.env"
-    env_file.write_text(f"export CIS_URL={cis.url}\nexport CIS_API_KEY={key}\n"
-                        f"export KUBECONFIG={stack.user.kubeconfig}\n")
+    env_file.write_text(
+        f"export CIS_URL={cis.url}\nexport CIS_API_KEY={key}\nexport KUBECONFIG={stack.user.kubeconfig}\n"
+    )
     print(usage(stack, cis.url, key, env_file, time.monotonic() - t0))
     return 0
 
 
 def usage(stack: Stack, url: str, key: str, env_file: Path, seconds: float) -> str:
     kubectl = stack.bins.kubectl
-    backing = "\n".join(f"  {kubectl} --kubeconfig {c.kubeconfig} get nodes    # {c.spec.name}"
-                        for c in stack.backing)
+    backing = "\n".join(f"  {kubectl} --kubeconfig {c.kubeconfig} get nodes    # {c.spec.name}" for c in stack.backing)
     return f"""
 CIS is running ({seconds:.0f}s). Everything listens on 127.{stack.settings.net}.x.1; logs in {stack.logs}.
 
@@ -93,6 +93,13 @@ Create an instance (0.5 vCPU, 1 GiB) and watch it run:
 kubectl (built v1.36.3) against each cluster:
   {kubectl} --kubeconfig {stack.user.kubeconfig} get containerinstances -A    # user/management
 {backing}
+
+The user cluster has a virtual node, cis-virtual-node; its pods run as CIS instances:
+  kubectl get nodes
+  kubectl create deployment web --image=nginx:1.27 --replicas=3
+  kubectl patch deployment web -p '{{"spec":{{"template":{{"spec":{{"nodeSelector":{{"type":"virtual-kubelet"}},
+    "tolerations":[{{"key":"virtual-kubelet.io/provider","operator":"Exists","effect":"NoSchedule"}}]}}}}}}}}'
+  kubectl get pods -o wide; .venv/bin/cis list
 
 Stop everything: make down
 """

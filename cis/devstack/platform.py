@@ -19,6 +19,7 @@ import yaml
 
 from cis.backing import BackingClusterConfig, secret_for_cluster
 from cis.devstack.cluster import Cluster
+from cis.devstack.pki import write_kubeconfig
 from cis.devstack.probes import answers_ok
 from cis.devstack.processes import ComponentFailed, Process
 from cis.devstack.stack import Stack
@@ -149,3 +150,41 @@ def cluster_pods(
     args = ["get", "pods", "-l", selector, "-o", "json"]
     args += ["-n", namespace] if namespace else ["-A"]
     return list(json.loads(cluster.kubectl(*args))["items"])
+
+
+def start_virtual_kubelet(stack: Stack, cis: CisProcess, key: str, node: str = "cis-virtual-node") -> Process:
+    """Run `cis-vk` for the user cluster: node identity `system:node:<node>` (Node
+    authorization applies), serving certificate for its address, pods going to CIS as `key`'s tenant."""
+    ip = f"127.{stack.settings.net}.1.2"  # beside the user cluster's apiserver (.1.1)
+    identity = f"system:node:{node}"
+    client = stack.pki.issue(f"{node}-client", identity, orgs=("system:nodes",), client=True)
+    serving = stack.pki.issue(f"{node}-serving", identity, orgs=("system:nodes",), ips=(ip,), server=True)
+    kubeconfig = write_kubeconfig(
+        stack.run_dir / f"{node}.kubeconfig",
+        server=stack.user.spec.server,
+        ca=stack.pki.pair.cert,
+        client=client,
+        user=identity,
+    )
+    key_file = stack.run_dir / f"{node}.cis-key"
+    key_file.write_text(key)
+    key_file.chmod(0o600)
+    proc = Process(
+        f"vk-{node}",
+        [
+            str(Path(sys.executable).parent / "cis-vk"),
+            f"--kubeconfig={kubeconfig}",
+            f"--nodename={node}",
+            f"--node-ip={ip}",
+            "--port=10250",
+            f"--tls-cert={serving.cert}",
+            f"--tls-key={serving.key}",
+            f"--client-ca={stack.pki.pair.cert}",
+            f"--cis-target={cis.grpc_target}",
+            f"--cis-api-key-file={key_file}",
+        ],
+        stack.logs,
+    )
+    proc.start()
+    proc.wait_ready(lambda: f'"{node}"' in stack.user.kubectl("get", "nodes", "-o", "json"), 60, "registered")
+    return proc
