@@ -7,13 +7,13 @@ RUN_DIR ?= /var/tmp/cis/dev
 .PHONY: run test deps venv binaries proto unit integration lint bench down status clean
 
 run: deps ## install what is missing, start the local stack, CIS and the virtual node
-	$(VENV)/bin/cis dev up --run-dir $(RUN_DIR)
+	$(VENV)/bin/cis dev --run-dir $(RUN_DIR) up
 
 down: ## stop everything `make run` started
-	$(VENV)/bin/cis dev down --run-dir $(RUN_DIR)
+	$(VENV)/bin/cis dev --run-dir $(RUN_DIR) down
 
 status:
-	$(VENV)/bin/cis dev status --run-dir $(RUN_DIR)
+	$(VENV)/bin/cis dev --run-dir $(RUN_DIR) status
 
 test: deps ## unit tests, then integration tests against the real local stack
 	$(VENV)/bin/pytest -p no:cacheprovider -q tests/unit
