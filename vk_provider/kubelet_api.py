@@ -4,7 +4,7 @@ Routes (one table, as `node/api/server.go` of the Go VK): `/containerLogs/{ns}/{
 (from CIS's GetLogs stream; 501 if CIS lacks it), `/pods`, `/runningpods/`, `/stats/summary`,
 `/healthz`. One middleware authenticates and authorizes every request (`auth`), one maps
 errors to statuses: NotFound 404, bad input 400, a missing capability 501, else 500.
-exec, attach and port-forward are not offered: CIS has no such API (they answer 404).
+exec, attach, run and port-forward answer 501: CIS has no such capability.
 """
 
 from __future__ import annotations
@@ -79,6 +79,10 @@ async def authenticate_and_map_errors(request: web.Request, handler: Handler) ->
     except (CisError, KubeError) as exc:
         log.warning("%s %s: %s", request.method, request.path, exc)
         return web.Response(status=500, text=str(exc))
+
+
+async def not_offered(request: web.Request) -> web.Response:
+    return web.Response(status=501, text=f"{request.path.split('/')[1]} is not supported by CIS instances")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -159,6 +163,8 @@ def create_app(view: KubeletView) -> web.Application:
         web.get("/stats/summary", stats_summary),
         web.get("/stats/summary/", stats_summary),
         web.get("/containerLogs/{namespace}/{pod}/{container}", container_logs),
+        *(web.route(method, f"/{verb}/{{tail:.*}}", not_offered)
+          for verb in ("exec", "attach", "run", "portForward") for method in ("GET", "POST")),
     ])
     return app
 

@@ -63,12 +63,18 @@ def _state(raw: JSON, container_id: str, default_waiting: str) -> JSON:
 
 def container_statuses(pod: JSON, inst: Instance) -> list[JSON]:
     by_name = {c.get("name"): c for c in inst.status.get("containers") or []}
+    # A queued instance says why (e.g. NoCapacity): show it where `kubectl get pods` looks.
+    queued = inst.phase == "Queued"
+    default_reason = str(inst.status.get("reason") or "ContainerCreating") if queued else "ContainerCreating"
+    default_message = inst.status.get("message") if queued else None
     out = []
     for c in pod.get("spec", {}).get("containers") or []:
         name = c["name"]
         raw = by_name.get(name) or {}
+        if default_message and not raw.get("message"):
+            raw = {**raw, "message": default_message}
         cid = f"{CONTAINER_ID_SCHEME}{inst.id}/{name}"
-        state = _state(raw, cid, "ContainerCreating")
+        state = _state(raw, cid, default_reason)
         status: JSON = {
             "name": name, "image": c.get("image", ""), "imageID": "", "state": state,
             "ready": raw.get("ready") is True and "running" in state,

@@ -74,29 +74,51 @@ class VirtualKubelet:
 
 
 def running(pods: list[dict[str, Any]]) -> int:
-    return sum(1 for p in pods if p.get("status", {}).get("phase") == "Running"
-               and not p["metadata"].get("deletionTimestamp"))
+    return sum(
+        1 for p in pods if p.get("status", {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+    )
 
 
 @pytest.fixture(scope="module")
 def vk(stack: Stack, cis: CisProcess) -> Iterator[VirtualKubelet]:
-    key = create_tenant(cis, "vk-it", quota={"maxInstances": 1000, "maxVcpu": 1000, "maxMemoryGiB": 4000},
-                        createBurst=1000, createRatePerSecond=500)
+    key = create_tenant(
+        cis,
+        "vk-it",
+        quota={"maxInstances": 1000, "maxVcpu": 1000, "maxMemoryGiB": 4000},
+        createBurst=1000,
+        createRatePerSecond=500,
+    )
     ip = f"127.{stack.settings.net}.1.2"  # next to the user cluster's apiserver (.1.1)
     identity = f"system:node:{NODE}"
     client = stack.pki.issue(f"{NODE}-client", identity, orgs=("system:nodes",), client=True)
     serving = stack.pki.issue(f"{NODE}-serving", identity, orgs=("system:nodes",), ips=(ip,), server=True)
-    kubeconfig = write_kubeconfig(stack.run_dir / f"{NODE}.kubeconfig", server=stack.user.spec.server,
-                                  ca=stack.pki.pair.cert, client=client, user=identity)
+    kubeconfig = write_kubeconfig(
+        stack.run_dir / f"{NODE}.kubeconfig",
+        server=stack.user.spec.server,
+        ca=stack.pki.pair.cert,
+        client=client,
+        user=identity,
+    )
     key_file = stack.run_dir / f"{NODE}.cis-key"
     key_file.write_text(key)
     key_file.chmod(0o600)
     target = getattr(cis, "grpc_target", "") or f"{stack.settings.ip(0)}:8081"
-    proc = Process(f"vk-{NODE}", [
-        str(Path(sys.executable).parent / "cis-vk"), f"--kubeconfig={kubeconfig}", f"--nodename={NODE}",
-        f"--node-ip={ip}", "--port=10250", f"--tls-cert={serving.cert}", f"--tls-key={serving.key}",
-        f"--client-ca={stack.pki.pair.cert}", f"--cis-target={target}", f"--cis-api-key-file={key_file}",
-    ], stack.logs)
+    proc = Process(
+        f"vk-{NODE}",
+        [
+            str(Path(sys.executable).parent / "cis-vk"),
+            f"--kubeconfig={kubeconfig}",
+            f"--nodename={NODE}",
+            f"--node-ip={ip}",
+            "--port=10250",
+            f"--tls-cert={serving.cert}",
+            f"--tls-key={serving.key}",
+            f"--client-ca={stack.pki.pair.cert}",
+            f"--cis-target={target}",
+            f"--cis-api-key-file={key_file}",
+        ],
+        stack.logs,
+    )
     stack.user.kubectl("create", "namespace", NS)
     v = VirtualKubelet(proc, Client(cis, key), ip, 10250, stack.user)
     v.start()
@@ -109,27 +131,58 @@ def vk(stack: Stack, cis: CisProcess) -> Iterator[VirtualKubelet]:
 
 
 def deployment(name: str, replicas: int) -> str:
-    return json.dumps({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NS},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                 "template": {"metadata": {"labels": {"app": name}}, "spec": {
-                     "automountServiceAccountToken": False,
-                     "nodeSelector": {"kubernetes.io/hostname": NODE},
-                     "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists",
-                                      "effect": "NoSchedule"}],
-                     "containers": [{"name": "web", "image": "nginx:1.27",
-                                     "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}}}]}}}})
+    return json.dumps(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "nodeSelector": {"kubernetes.io/hostname": NODE},
+                        "tolerations": [
+                            {"key": "virtual-kubelet.io/provider", "operator": "Exists", "effect": "NoSchedule"}
+                        ],
+                        "containers": [
+                            {
+                                "name": "web",
+                                "image": "nginx:1.27",
+                                "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}},
+                            }
+                        ],
+                    },
+                },
+            },
+        }
+    )
 
 
-def bare_pod(name: str, env: list[dict[str, Any]] | None = None, env_from: list[dict[str, Any]] | None = None,
-             extra_env: list[dict[str, Any]] | None = None) -> str:
+def bare_pod(
+    name: str,
+    env: list[dict[str, Any]] | None = None,
+    env_from: list[dict[str, Any]] | None = None,
+    extra_env: list[dict[str, Any]] | None = None,
+) -> str:
     container: dict[str, Any] = {"name": "main", "image": "busybox:1.36", "env": (env or []) + (extra_env or [])}
     if env_from:
         container["envFrom"] = env_from
-    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS},
-                       "spec": {"nodeName": NODE, "automountServiceAccountToken": False,
-                                "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists"}],
-                                "containers": [container]}})
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {
+                "nodeName": NODE,
+                "automountServiceAccountToken": False,
+                "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists"}],
+                "containers": [container],
+            },
+        }
+    )
 
 
 # --- the node ---------------------------------------------------------------------------------
@@ -150,8 +203,12 @@ def test_node_registers_ready_with_a_renewing_lease(vk: VirtualKubelet) -> None:
     assert (lease["spec"]["holderIdentity"], lease["spec"]["leaseDurationSeconds"]) == (NODE, 40)
     assert lease["metadata"]["ownerReferences"][0]["uid"] == node["metadata"]["uid"]
     first = lease["spec"]["renewTime"]
-    wait_for("the lease to be renewed", lambda: vk.json(
-        "get", "lease", "-n", "kube-node-lease", NODE)["spec"]["renewTime"] != first, 25, every=1)
+    wait_for(
+        "the lease to be renewed",
+        lambda: vk.json("get", "lease", "-n", "kube-node-lease", NODE)["spec"]["renewTime"] != first,
+        25,
+        every=1,
+    )
 
 
 def _get(url: str, ctx: ssl.SSLContext) -> int:
@@ -186,8 +243,10 @@ def test_deployment_scales_up_and_down_with_one_instance_per_pod(vk: VirtualKube
         def pods_running(r: int = replicas) -> bool:
             pods = vk.pods("app=web")
             return len(pods) == r and running(pods) == r
+
         def instances_match(r: int = replicas) -> bool:
             return len(vk.instances()) == r
+
         wait_for(f"{replicas} Running pods", pods_running, 240, every=2)
         wait_for(f"{replicas} instances", instances_match, 120, every=2)
         assert len(vk.pods("app=web")) == len(vk.instances()) == replicas
@@ -231,7 +290,14 @@ def test_kubectl_logs_through_the_apiserver(vk: VirtualKubelet, stack: Stack) ->
     assert vk.kubectl("logs", "-n", NS, name, "--tail=2").splitlines() == ["line 3", "line 4"]
     assert vk.kubectl("logs", "-n", NS, name, "--since=1h").splitlines() == [f"line {i}" for i in range(5)]
     assert vk.kubectl("logs", "-n", NS, name, "--tail=1", "--timestamps").endswith(" line 4\n")
-    # `kubectl logs -f` through the provider is not passing yet (see the issue note).
+    # `kubectl logs -f` through the provider does not pass reliably yet (see the issue note).
+
+
+def test_exec_is_refused_clearly(vk: VirtualKubelet) -> None:
+    pod = next(p for p in vk.pods("app=web") if running([p]))["metadata"]["name"]
+    with pytest.raises(RuntimeError) as refused:
+        vk.kubectl("exec", "-n", NS, pod, "--", "true")
+    assert "exec is not supported by CIS instances" in str(refused.value)
 
 
 def test_deleting_the_deployment_deletes_its_instances(vk: VirtualKubelet) -> None:
@@ -242,18 +308,41 @@ def test_deleting_the_deployment_deletes_its_instances(vk: VirtualKubelet) -> No
 
 
 def test_a_job_completes(vk: VirtualKubelet) -> None:
-    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "quick", "namespace": NS},
-           "spec": {"backoffLimit": 0, "template": {"spec": {
-               "restartPolicy": "Never", "automountServiceAccountToken": False,
-               "nodeSelector": {"kubernetes.io/hostname": NODE},
-               "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists"}],
-               # CIS's KWOK-backed clusters end containers asking for it after that delay.
-               "containers": [{"name": "main", "image": "busybox:1.36", "command": ["true"],
-                               "env": [{"name": "KWOK_COMPLETE_AFTER", "value": "2s"}]}]}}}}
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "quick", "namespace": NS},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "nodeSelector": {"kubernetes.io/hostname": NODE},
+                    "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists"}],
+                    # CIS's KWOK-backed clusters end containers asking for it after that delay.
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "busybox:1.36",
+                            "command": ["true"],
+                            "env": [{"name": "KWOK_COMPLETE_AFTER", "value": "2s"}],
+                        }
+                    ],
+                }
+            },
+        },
+    }
     vk.kubectl("apply", "-f", "-", stdin=json.dumps(job))
-    wait_for("the Job Complete", lambda: any(
-        c["type"] == "Complete" and c["status"] == "True"
-        for c in vk.json("get", "job", "quick", "-n", NS)["status"].get("conditions", [])), 120, every=1)
+    wait_for(
+        "the Job Complete",
+        lambda: any(
+            c["type"] == "Complete" and c["status"] == "True"
+            for c in vk.json("get", "job", "quick", "-n", NS)["status"].get("conditions", [])
+        ),
+        120,
+        every=1,
+    )
     (pod,) = vk.pods("job-name=quick")
     terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
     assert (pod["status"]["phase"], terminated["exitCode"]) == ("Succeeded", 0)
@@ -268,12 +357,16 @@ def _cm_ref(name: str, optional: bool) -> dict[str, Any]:
     return {"name": "X", "valueFrom": {"configMapKeyRef": {"name": name, "key": "k", "optional": optional}}}
 
 
-@pytest.mark.parametrize(("pod", "env", "reason", "starts"), [
-    ("mand-secret", _secret_ref("absent-secret", False), "MandatorySecretNotFound", False),
-    ("opt-secret", _secret_ref("absent-secret", True), "OptionalSecretNotFound", True),
-    ("mand-cm", _cm_ref("absent-cm", False), "MandatoryConfigMapNotFound", False),
-    ("opt-cm", _cm_ref("absent-cm", True), "OptionalConfigMapNotFound", True),
-], ids=["mandatory-secret", "optional-secret", "mandatory-configmap", "optional-configmap"])
+@pytest.mark.parametrize(
+    ("pod", "env", "reason", "starts"),
+    [
+        ("mand-secret", _secret_ref("absent-secret", False), "MandatorySecretNotFound", False),
+        ("opt-secret", _secret_ref("absent-secret", True), "OptionalSecretNotFound", True),
+        ("mand-cm", _cm_ref("absent-cm", False), "MandatoryConfigMapNotFound", False),
+        ("opt-cm", _cm_ref("absent-cm", True), "OptionalConfigMapNotFound", True),
+    ],
+    ids=["mandatory-secret", "optional-secret", "mandatory-configmap", "optional-configmap"],
+)
 def test_missing_references(vk: VirtualKubelet, pod: str, env: dict[str, Any], reason: str, starts: bool) -> None:
     vk.kubectl("apply", "-f", "-", stdin=bare_pod(pod, [env]))
     wait_for(f"event {reason}", lambda: reason in vk.events(pod), 60)
@@ -314,6 +407,7 @@ def test_kill_and_restart_neither_duplicates_nor_loses_pods(vk: VirtualKubelet) 
     def settled() -> bool:
         pods = vk.pods("app=steady")
         return len(pods) == 7 and running(pods) == 7 and len(vk.instances()) == 7
+
     wait_for("7 Running pods with 7 instances", settled, 180, every=2)
     after = {i["labels"]["virtual-kubelet.io/pod-uid"]: i["id"] for i in vk.instances()}
     kept = set(before) & set(after)

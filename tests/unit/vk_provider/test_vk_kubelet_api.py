@@ -64,7 +64,9 @@ async def test_auth_statuses(client: TestClient[Any, Any], headers: dict[str, st
 
 async def test_unknown_paths_need_auth_too(client: TestClient[Any, Any]) -> None:
     assert (await client.get("/exec/default/web-1/main")).status == 401
-    assert (await client.get("/exec/default/web-1/main", headers=ADMIN)).status == 404
+    assert (await client.get("/nope", headers=ADMIN)).status == 404
+    assert (await client.post("/exec/default/web-1/main?command=ls", headers=ADMIN)).status == 501
+    assert (await client.get("/portForward/default/web-1", headers=ADMIN)).status == 501
 
 
 async def test_pods_runningpods_stats_healthz(client: TestClient[Any, Any]) -> None:

@@ -112,3 +112,9 @@ def test_a_rejected_pod_has_no_container_statuses() -> None:
     rejected = failed_status(pod(), "UnsupportedPodFeature", "init containers", "192.0.2.1", NOW)
     assert (rejected["phase"], rejected["containerStatuses"], rejected["message"]) == (
         "Failed", [], "init containers")
+
+
+def test_a_queued_instance_shows_why_in_the_waiting_reason() -> None:
+    inst = instance(phase="Queued", containers=[], reason="NoCapacity", message="waiting for capacity")
+    waiting = status_from_instance(pod(), inst, "192.0.2.1", NOW)["containerStatuses"][0]["state"]["waiting"]
+    assert waiting == {"reason": "NoCapacity", "message": "waiting for capacity"}
