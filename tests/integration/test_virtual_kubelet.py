@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import json
 import ssl
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cis.devstack.cluster import Cluster
-from cis.devstack.pki import CertPair, write_kubeconfig
-from cis.devstack.platform import CisProcess, cluster_pods, create_tenant
+from cis.devstack.pki import CertPair
+from cis.devstack.platform import CisProcess, cluster_pods, create_tenant, start_virtual_kubelet
 from cis.devstack.processes import Process
 from cis.devstack.stack import Stack
 from tests.integration.helpers import Client, wait_for
@@ -88,40 +86,11 @@ def vk(stack: Stack, cis: CisProcess) -> Iterator[VirtualKubelet]:
         createBurst=1000,
         createRatePerSecond=500,
     )
-    ip = f"127.{stack.settings.net}.1.2"  # next to the user cluster's apiserver (.1.1)
-    identity = f"system:node:{NODE}"
-    client = stack.pki.issue(f"{NODE}-client", identity, orgs=("system:nodes",), client=True)
-    serving = stack.pki.issue(f"{NODE}-serving", identity, orgs=("system:nodes",), ips=(ip,), server=True)
-    kubeconfig = write_kubeconfig(
-        stack.run_dir / f"{NODE}.kubeconfig",
-        server=stack.user.spec.server,
-        ca=stack.pki.pair.cert,
-        client=client,
-        user=identity,
-    )
-    key_file = stack.run_dir / f"{NODE}.cis-key"
-    key_file.write_text(key)
-    key_file.chmod(0o600)
-    target = getattr(cis, "grpc_target", "") or f"{stack.settings.ip(0)}:8081"
-    proc = Process(
-        f"vk-{NODE}",
-        [
-            str(Path(sys.executable).parent / "cis-vk"),
-            f"--kubeconfig={kubeconfig}",
-            f"--nodename={NODE}",
-            f"--node-ip={ip}",
-            "--port=10250",
-            f"--tls-cert={serving.cert}",
-            f"--tls-key={serving.key}",
-            f"--client-ca={stack.pki.pair.cert}",
-            f"--cis-target={target}",
-            f"--cis-api-key-file={key_file}",
-        ],
-        stack.logs,
-    )
+    ip = f"127.{stack.settings.net}.1.2"
     stack.user.kubectl("create", "namespace", NS)
+    proc = start_virtual_kubelet(stack, cis, key, node=NODE)
     v = VirtualKubelet(proc, Client(cis, key), ip, 10250, stack.user)
-    v.start()
+    proc.wait_ready(v.node_ready, 90, "node Ready")
     try:
         yield v
     finally:
