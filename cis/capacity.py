@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from cis.domain.sizes import parse_cpu, parse_memory, parse_quantity
+from cis.domain.sizes import parse_cpu, parse_memory
+from kubeio.quantity import parse_quantity
 
 KATA_NODE_LABEL = "katacontainers.io/kata-runtime"
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})

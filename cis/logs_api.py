@@ -3,11 +3,17 @@ kubelet's `kubectl logs`: one query function (`cis_logging`) behind all of them.
 
 Logs outlive the instance: an id without a ContainerInstance is still answered when the
 tenant's log index has lines for it. Another tenant's instance is simply not found.
+
+A REST follow ends when its client goes away. CIS's HTTP server does not cancel handlers on
+a disconnect (a create must not stop half-way), so the follow checks for its client itself;
+otherwise a quiet stream would poll Elasticsearch until the next line failed to send.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 
 from aiohttp import web
 from elasticsearch import AsyncElasticsearch
@@ -17,7 +23,10 @@ from cis.domain import errors
 from cis.domain.ids import TenantName
 from cis_logging.errors import InvalidParameter, NotFound, Unavailable
 
+log = logging.getLogger(__name__)
+
 Exists = Callable[[TenantName, str], Awaitable[bool]]
+CLIENT_CHECK_SECONDS = 1.0  # how soon a follow notices its client left (a property read)
 
 
 def translate(exc: Exception) -> errors.CisError:
@@ -55,7 +64,7 @@ class LogService:
             raise translate(exc) from exc
 
     async def stream_logs(self, tenant: TenantName, instance_id: str, params: Mapping[str, str], *,
-                          follow: bool) -> AsyncIterator[bytes]:
+                          follow: bool) -> AsyncGenerator[bytes, None]:
         """The logs as bytes chunks; with `follow`, keeps yielding new lines until cancelled.
         Visibility and parameters are checked before the first chunk."""
         timestamps = params.get("timestamps", "").lower() in ("1", "true")
@@ -86,12 +95,14 @@ async def respond(request: web.Request, logs: LogService, tenant: TenantName, in
     if follow:
         stream = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
         chunks = logs.stream_logs(tenant, instance_id, params, follow=True)
-        first = await anext(chunks, b"")  # errors before the stream starts are still 4xx
-        stream.enable_chunked_encoding()
-        await stream.prepare(request)
-        await stream.write(first)
-        async for chunk in chunks:
-            await stream.write(chunk)
+        try:
+            first = await anext(chunks, b"")  # errors before the stream starts are still 4xx
+            stream.enable_chunked_encoding()
+            await stream.prepare(request)
+            await stream.write(first)
+            await _copy_while_connected(request, stream, chunks)
+        finally:
+            await chunks.aclose()
         return stream
     page = await logs.read(tenant, instance_id, params)
     if "application/json" in request.headers.get("Accept", ""):
@@ -103,3 +114,34 @@ async def respond(request: web.Request, logs: LogService, tenant: TenantName, in
         return web.json_response(body)
     return web.Response(text=page.text(timestamps=params.get("timestamps", "").lower() in ("1", "true")),
                         content_type="text/plain")
+
+
+def client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def _copy(chunks: AsyncGenerator[bytes, None], stream: web.StreamResponse) -> None:
+    async for chunk in chunks:
+        await stream.write(chunk)
+
+
+async def _copy_while_connected(request: web.Request, stream: web.StreamResponse,
+                                chunks: AsyncGenerator[bytes, None]) -> None:
+    copier = asyncio.create_task(_copy(chunks, stream), name=f"logs-follow {request.path}")
+    try:
+        while not copier.done():
+            await asyncio.wait({copier}, timeout=CLIENT_CHECK_SECONDS)
+            if not copier.done() and client_gone(request):
+                log.debug("follow %s: the client went away", request.path)
+                break
+    finally:
+        if not copier.done():
+            copier.cancel()
+        await asyncio.wait({copier})  # our own cancellation still propagates from here
+    if copier.cancelled():
+        return
+    try:
+        copier.result()
+    except ConnectionResetError:
+        log.debug("follow %s: the client went away", request.path)

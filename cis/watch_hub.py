@@ -27,83 +27,16 @@ import asyncio
 import collections
 import contextlib
 import logging
-import re
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from cis.domain import errors
+from cis.domain.selectors import LabelSelector
 from kubeio.client import JSON
 from kubeio.informer import object_key
 
 log = logging.getLogger(__name__)
-
-# --- label selectors (pure) -------------------------------------------------------------------
-
-_KEY = r"(?:[A-Za-z0-9][-A-Za-z0-9_.]*/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?"
-_VALUE = r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?"
-_REQUIREMENT = re.compile(
-    rf"""\s*(?:
-      !\s*(?P<absent>{_KEY})
-    | (?P<set_key>{_KEY})\s+(?P<set_op>in|notin)\s*\((?P<values>[^)]*)\)
-    | (?P<cmp_key>{_KEY})\s*(?P<cmp_op>==|=|!=)\s*(?P<value>{_VALUE})
-    | (?P<present>{_KEY})
-    )\s*(?:,|$)""",
-    re.VERBOSE,
-)
-
-
-@dataclass(frozen=True)
-class Requirement:
-    key: str
-    op: str  # "in", "notin", "exists", "!exists"
-    values: frozenset[str] = frozenset()
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        if self.op == "exists":
-            return self.key in labels
-        if self.op == "!exists":
-            return self.key not in labels
-        if self.op == "in":
-            return labels.get(self.key) in self.values
-        return labels.get(self.key) not in self.values  # notin (and !=): absent keys match
-
-
-@dataclass(frozen=True)
-class LabelSelector:
-    """A Kubernetes equality/set-based label selector; empty matches everything."""
-
-    requirements: tuple[Requirement, ...] = ()
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        return all(r.matches(labels) for r in self.requirements)
-
-
-def parse_label_selector(text: str, field: str = "label_selector") -> LabelSelector:
-    """`app=web,tier!=db,env in (a,b),!legacy`; raises `InvalidInput(field, ...)`."""
-    requirements: list[Requirement] = []
-    pos, text = 0, text.strip()
-    while pos < len(text):
-        m = _REQUIREMENT.match(text, pos)
-        if m is None or m.end() == pos:
-            raise errors.InvalidInput(field, f"cannot parse the selector at {text[pos : pos + 30]!r}")
-        pos = m.end()
-        if m["absent"]:
-            requirements.append(Requirement(m["absent"], "!exists"))
-        elif m["present"]:
-            requirements.append(Requirement(m["present"], "exists"))
-        elif m["set_key"]:
-            values = [v.strip() for v in m["values"].split(",")]
-            if not all(re.fullmatch(_VALUE, v) for v in values) or values == [""]:
-                raise errors.InvalidInput(field, f"invalid values for {m['set_key']!r}")
-            requirements.append(Requirement(m["set_key"], m["set_op"], frozenset(values)))
-        else:
-            op = "notin" if m["cmp_op"] == "!=" else "in"
-            requirements.append(Requirement(m["cmp_key"], op, frozenset([m["value"]])))
-        if text[pos - 1 : pos] == "," and pos == len(text):
-            raise errors.InvalidInput(field, "ends with a comma")
-    return LabelSelector(tuple(requirements))
-
 
 # --- changes and filters (pure) ---------------------------------------------------------------
 
@@ -114,7 +47,7 @@ class WatchFilter:
     label selector over the CR's labels (user labels plus `cis.io/*`)."""
 
     namespace: str | None = None
-    selector: LabelSelector = LabelSelector()
+    selector: LabelSelector = field(default_factory=LabelSelector)
 
     def matches(self, raw_object: JSON) -> bool:
         meta = raw_object.get("metadata") or {}

@@ -263,10 +263,11 @@ class GrpcCis:
 
     async def logs(self, instance_id: str, options: LogOptions) -> AsyncGenerator[bytes, None]:
         o = options
+        # The numbers are proto3 `optional`: None leaves them unset, a 0 is sent as 0.
         req = cis_v1_pb2.GetLogsRequest(
-            id=instance_id, tenant=self._tenant, container=o.container, tail_lines=o.tail_lines or 0,
-            since_seconds=o.since_seconds or 0, since_time=o.since_time or "", timestamps=o.timestamps,
-            limit_bytes=o.limit_bytes or 0, previous=o.previous, follow=o.follow)
+            id=instance_id, tenant=self._tenant, container=o.container, tail_lines=o.tail_lines,
+            since_seconds=o.since_seconds, since_time=o.since_time or "", timestamps=o.timestamps,
+            limit_bytes=o.limit_bytes, previous=o.previous, follow=o.follow)
         call = self._instances().GetLogs(req, metadata=self._metadata,
                                          timeout=None if o.follow else self._timeout * 4)
         try:

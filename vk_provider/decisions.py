@@ -15,6 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from kubeio.informer import backoff_delay
 from vk_provider.cis_client import Instance
 from vk_provider.podstatus import MANAGED, is_terminal, normalized, started_by_provider
 
@@ -92,4 +93,4 @@ def needs_sync(old: JSON | None, new: JSON, last_written: Any) -> bool:
 def retry_delay(attempt: int, *, base: float, cap: float, retry_after: float = 0.0) -> float:
     """Capped exponential backoff, never shorter than the server's Retry-After. The
     provider never gives up on a pod (the Go VK drops it after 20 tries: VK#1257)."""
-    return float(max(retry_after, min(cap, base * 2 ** max(0, attempt - 1))))
+    return max(retry_after, backoff_delay(attempt, base=base, cap=cap))

@@ -111,7 +111,8 @@ class InstantCis:
         self.calls["logs"] += 1
         if instance_id not in self.instances:
             raise NotFound(f"instance {instance_id} not found")
-        yield f"{instance_id}/{options.container}: running in the instant backend\n".encode()
+        if options.tail_lines != 0:
+            yield f"{instance_id}/{options.container}: running in the instant backend\n".encode()
         if options.follow:
             await asyncio.Event().wait()
 

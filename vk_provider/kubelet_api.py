@@ -1,20 +1,20 @@
 """The kubelet HTTPS API on :10250, what the apiserver proxies `kubectl logs` and friends to.
 
 Routes (one table, as `node/api/server.go` of the Go VK): `/containerLogs/{ns}/{pod}/{container}`
-(from CIS's GetLogs stream; 501 if CIS lacks it), `/pods`, `/runningpods/`, `/stats/summary`,
-`/healthz`. One middleware authenticates and authorizes every request (`auth`), one maps
-errors to statuses: NotFound 404, bad input 400, a missing capability 501, else 500.
+(from CIS's GetLogs stream, `follow` included, see `log_stream`; 501 if CIS lacks it),
+`/pods`, `/runningpods/`, `/stats/summary`, `/healthz`. One middleware authenticates and
+authorizes every request (`auth`), one maps errors to statuses: NotFound 404, bad input
+400, a missing capability 501, else 500.
 exec, attach, run and port-forward answer 501: CIS has no such capability.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,12 +26,12 @@ from vk_provider import cis_client, stats
 from vk_provider.auth import User
 from vk_provider.cis_client import Cis, CisError, Instance
 from vk_provider.log_options import BadLogOptions, parse_log_options
+from vk_provider.log_stream import StreamTimings, container_ended, stream_logs
 
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-FIRST_CHUNK_WAIT = 1.0  # wait this long for the first log bytes before committing to 200
 
 
 class Auth(Protocol):
@@ -50,6 +50,7 @@ class KubeletView:
     instance_for: Callable[[str], Instance | None]
     cis: Cis
     auth: Auth
+    log_timings: StreamTimings = field(default_factory=StreamTimings)
 
 
 VIEW = web.AppKey("kubelet_view", KubeletView)
@@ -112,43 +113,18 @@ async def container_logs(request: web.Request) -> web.StreamResponse:
     if container not in {c.get("name") for c in pod.get("spec", {}).get("containers") or []}:
         raise cis_client.NotFound(f"container \"{container}\" is not in pod {ns}/{name}")
     options = parse_log_options(container, request.query)
-    inst = view.instance_for(pod["metadata"]["uid"])
+    uid = pod["metadata"]["uid"]
+    inst = view.instance_for(uid)
     if inst is None:
         raise cis_client.InvalidInput(f"container \"{container}\" in pod \"{name}\" is waiting to start")
-    if options.tail_lines == 0 and not options.follow:
-        return web.Response(text="", content_type="text/plain")  # cis.v1 cannot say "tail 0"
-    return await _stream_logs(request, view.cis.logs(inst.id, options))
 
+    def ended() -> bool:
+        return container_ended(view.instance_for(uid), container)
 
-async def _next(chunks: AsyncGenerator[bytes, None]) -> bytes:
-    return await anext(chunks, b"")
-
-
-async def _stream_logs(request: web.Request, chunks: AsyncGenerator[bytes, None]) -> web.StreamResponse:
-    """Errors before the first bytes become statuses (501, 404); after that the stream ends."""
-    first = asyncio.create_task(_next(chunks), name=f"logs-first-chunk {request.path}")
-    try:
-        done, _ = await asyncio.wait({first}, timeout=FIRST_CHUNK_WAIT)
-        head = first.result() if done else None
-        resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
-        await resp.prepare(request)
-        try:
-            if head is None:
-                head = await first
-            if head:
-                await resp.write(head)
-                async for chunk in chunks:
-                    await resp.write(chunk)
-        except CisError as exc:
-            log.warning("log stream %s ended: %s", request.path, exc)
-        await resp.write_eof()
-        return resp
-    finally:
-        if not first.done():
-            first.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await first
-        await chunks.aclose()
+    if options.follow and ended():
+        options = replace(options, follow=False)  # as the kubelet: what there is, then EOF
+    chunks = view.cis.logs(inst.id, options)
+    return await stream_logs(request, chunks, ended=ended if options.follow else None, timings=view.log_timings)
 
 
 def create_app(view: KubeletView) -> web.Application:

@@ -137,7 +137,7 @@ class NodeController:
             except KubeError as exc:
                 attempt += 1
                 # The kubelet's lease controller: 200 ms doubling, capped at 7 s.
-                delay = min(7.0, 0.2 * 2 ** (attempt - 1))
+                delay = backoff_delay(attempt, base=0.2, cap=7.0)
                 log.warning("lease renewal failed (attempt %d): %s", attempt, exc)
             await asyncio.sleep(delay)
 

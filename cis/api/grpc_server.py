@@ -30,8 +30,9 @@ from cis.api.proto import cis_v1_pb2_grpc
 from cis.domain import errors
 from cis.domain.ids import TenantName, tenant_namespace
 from cis.domain.model import Instance, instance_from_resource, instance_to_public_json
+from cis.domain.selectors import parse_label_selector
 from cis.tenants import Principal, TenantDirectory
-from cis.watch_hub import Change, WatchFilter, WatchHub, parse_label_selector, parse_resource_version
+from cis.watch_hub import Change, WatchFilter, WatchHub, parse_resource_version
 
 log = logging.getLogger(__name__)
 
@@ -162,18 +163,19 @@ def watch_filter(principal: Principal, tenants: TenantDirectory, request: pb.Wat
 
 
 def log_params(request: pb.GetLogsRequest) -> dict[str, str]:
-    """GetLogs fields under their REST query names, so both APIs share one parser. proto3
-    cannot tell 0 from unset: 0 means "not given" for the numbers."""
+    """GetLogs fields under their REST query names, so both APIs share one parser. The
+    numbers are proto3 `optional`: a set 0 is passed on (tailLines=0 is "no past lines",
+    sinceSeconds=0 is refused as REST refuses it), an unset one is left out."""
     params: dict[str, str] = {}
     if request.container:
         params["container"] = request.container
-    for name, value in (
-        ("tailLines", request.tail_lines),
-        ("sinceSeconds", request.since_seconds),
-        ("limitBytes", request.limit_bytes),
+    for name, field in (
+        ("tailLines", "tail_lines"),
+        ("sinceSeconds", "since_seconds"),
+        ("limitBytes", "limit_bytes"),
     ):
-        if value:
-            params[name] = str(value)
+        if request.HasField(field):
+            params[name] = str(getattr(request, field))
     if request.since_time:
         params["sinceTime"] = request.since_time
     if request.timestamps:

@@ -21,30 +21,22 @@ price that grows with both dimensions.
 
 Internally sizes are integers (millicores, MiB) so comparisons and sums are exact; the
 public form is decimal strings (``{"cpu": "0.25", "memoryGiB": "0.5"}``), as in lifecycle
-events. The quantity helpers parse what Kubernetes returns ("500m", "1", "32827688Ki",
-"1e3") and format what we send ("250m", "512Mi").
+events. The quantity helpers turn what Kubernetes returns ("500m", "1", "32827688Ki",
+"1e3"; parsed by `kubeio.quantity`) into these units and format what we send ("250m",
+"512Mi").
 """
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from typing import Any
 
 from cis.domain.errors import InvalidInput
+from kubeio.quantity import format_decimal, parse_quantity
 
 MIB = 1024 * 1024
 GIB_IN_MIB = 1024
-
-
-def format_decimal(value: Decimal) -> str:
-    """A plain decimal string without exponent or trailing zeros: 0.50 -> "0.5", 2E+1 -> "20"."""
-    text = format(value.normalize(), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text or "0"
 
 
 def cpu_to_millis(cpu: Decimal) -> int:
@@ -220,40 +212,6 @@ def round_up(
 
 
 # --- Kubernetes quantities ------------------------------------------------------------------
-
-_QUANTITY = re.compile(
-    r"(?P<number>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"
-    r"(?:(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)|[eE](?P<exponent>[+-]?[0-9]+))?"
-)
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL_EXP = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
-
-
-def parse_quantity(quantity: str | int | float) -> Decimal:
-    """A Kubernetes resource quantity as an exact decimal ("1.5Gi", "250m", "1e3", 2).
-
-    Raises ``ValueError`` for anything that is not a quantity.
-    """
-    if isinstance(quantity, bool):
-        raise ValueError("a boolean is not a quantity")
-    if isinstance(quantity, int):
-        return Decimal(quantity)
-    if isinstance(quantity, float):
-        if not math.isfinite(quantity):
-            raise ValueError("quantity must be finite")
-        return Decimal(repr(quantity))
-    match = _QUANTITY.fullmatch(quantity.strip())
-    if match is None:
-        raise ValueError(f"{quantity!r} is not a Kubernetes quantity")
-    number = Decimal(match.group("number"))
-    suffix, exponent = match.group("suffix"), match.group("exponent")
-    if suffix in _BINARY:
-        return number * _BINARY[suffix]
-    if suffix is not None:
-        return number.scaleb(_DECIMAL_EXP[suffix])
-    if exponent is not None:
-        return number.scaleb(int(exponent))
-    return number
 
 
 def parse_cpu(quantity: str | int | float) -> int:

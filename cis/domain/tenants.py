@@ -36,8 +36,9 @@ from cis.domain.jsonread import (
     read_str,
 )
 from cis.domain.model import GROUP, VERSION, Instance
-from cis.domain.sizes import Size, cpu_to_millis, format_decimal, gib_to_mib
+from cis.domain.sizes import Size, cpu_to_millis, gib_to_mib
 from cis.domain.timestamps import format_optional, parse_optional
+from kubeio.quantity import format_decimal
 
 TENANT_KIND = "Tenant"
 TENANT_PLURAL = "tenants"

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 import ssl
+import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -26,8 +29,8 @@ from cis.devstack.pki import CertPair
 from cis.devstack.platform import CisProcess, cluster_pods, create_tenant, start_virtual_kubelet
 from cis.devstack.processes import Process
 from cis.devstack.stack import Stack
+from kubeio.quantity import parse_quantity
 from tests.integration.helpers import Client, wait_for
-from vk_provider.quantity import parse_quantity
 
 NODE = "cis-vk-it"
 NS = "vk-it"
@@ -259,7 +262,87 @@ def test_kubectl_logs_through_the_apiserver(vk: VirtualKubelet, stack: Stack) ->
     assert vk.kubectl("logs", "-n", NS, name, "--tail=2").splitlines() == ["line 3", "line 4"]
     assert vk.kubectl("logs", "-n", NS, name, "--since=1h").splitlines() == [f"line {i}" for i in range(5)]
     assert vk.kubectl("logs", "-n", NS, name, "--tail=1", "--timestamps").endswith(" line 4\n")
-    # `kubectl logs -f` through the provider does not pass reliably yet (see the issue note).
+
+
+class LogFollower:
+    """`kubectl logs -f` run as a user runs it; a thread collects its stdout lines."""
+
+    def __init__(self, vk: VirtualKubelet, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [str(vk.user.bins.kubectl), f"--kubeconfig={vk.user.kubeconfig}", "logs", "-f", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+        )
+        self.lines: list[str] = []
+        self._stderr: str | None = None
+        self._reader = threading.Thread(target=self._read, name="kubectl-logs-f", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def has(self, *wanted: str) -> bool:
+        return all(w in self.lines for w in wanted)
+
+    def exited(self) -> bool:
+        return self.proc.poll() is not None
+
+    def stop(self) -> str:
+        """Stop it (a client going away) and return its stderr; again, the same stderr."""
+        if self._stderr is None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+            self.proc.wait(timeout=30)
+            self._reader.join(timeout=10)
+            assert self.proc.stdout is not None and self.proc.stderr is not None
+            self._stderr = self.proc.stderr.read()
+            self.proc.stdout.close()
+            self.proc.stderr.close()
+        return self._stderr
+
+
+def test_kubectl_logs_follow_delivers_new_lines(vk: VirtualKubelet, stack: Stack) -> None:
+    pod = next(p for p in vk.pods("app=web") if running([p]))
+    name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
+    inst = next(i for i in vk.instances() if i["labels"].get("virtual-kubelet.io/pod-uid") == uid)
+    follower = LogFollower(vk, "-n", NS, name)
+    try:
+        wait_for("the lines so far", lambda: follower.has("line 4") or follower.exited(), 90, every=0.5)
+        assert not follower.exited(), follower.stop()
+        for n in range(3):
+            _write_instance_log(stack, inst, "web", [_cri(datetime.now(UTC), f"followed {n}")])
+            # Filebeat reads an idle file at most every 10 s, then ships within a second or two.
+            wait_for(f"line {n} through kubectl logs -f", partial(follower.has, f"followed {n}"), 120, every=0.5)
+        assert not follower.exited()
+    finally:
+        stderr = follower.stop()
+    assert follower.lines[-3:] == ["followed 0", "followed 1", "followed 2"], stderr
+    assert follower.lines.count("line 0") == 1  # nothing delivered twice
+
+
+def test_kubectl_logs_follow_ends_when_the_container_ends(vk: VirtualKubelet, stack: Stack) -> None:
+    raw = json.loads(bare_pod("follow-end", extra_env=[{"name": "KWOK_COMPLETE_AFTER", "value": "60s"}]))
+    raw["spec"]["restartPolicy"] = "Never"
+    vk.kubectl("apply", "-f", "-", stdin=json.dumps(raw))
+    wait_for("follow-end Running", lambda: running([vk.json("get", "pod", "follow-end", "-n", NS)]) == 1, 120)
+    uid = vk.json("get", "pod", "follow-end", "-n", NS)["metadata"]["uid"]
+    inst = wait_for("its instance", lambda: next(
+        (i for i in vk.instances() if i["labels"].get("virtual-kubelet.io/pod-uid") == uid), None), 60)
+    _write_instance_log(stack, inst, "main", [_cri(datetime.now(UTC), "started")])
+    wait_for("the first line", lambda: "started" in vk.kubectl("logs", "-n", NS, "follow-end"), 90, every=1)
+    follower = LogFollower(vk, "-n", NS, "follow-end")
+    try:
+        # KWOK ends the container 60 s after it started; the follow ends after a drain.
+        wait_for("kubectl logs -f to end by itself", follower.exited, 240, every=1)
+    finally:
+        stderr = follower.stop()
+    assert (follower.proc.returncode, follower.lines) == (0, ["started"]), stderr
+    assert vk.json("get", "pod", "follow-end", "-n", NS)["status"]["phase"] == "Succeeded"
+    vk.kubectl("delete", "pod", "follow-end", "-n", NS, "--wait=false")
+    wait_for("its instance gone", lambda: not [
+        i for i in vk.cis.list_all(f"labels={LABEL_NODE}%3D{NODE}")
+        if i["labels"].get("virtual-kubelet.io/pod-uid") == uid], 90, every=2)
 
 
 def test_exec_is_refused_clearly(vk: VirtualKubelet) -> None:
@@ -316,6 +399,66 @@ def test_a_job_completes(vk: VirtualKubelet) -> None:
     terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
     assert (pod["status"]["phase"], terminated["exitCode"]) == ("Succeeded", 0)
     vk.kubectl("delete", "job", "quick", "-n", NS, "--cascade=foreground", "--wait=false")
+
+
+def cronjob(name: str) -> str:
+    return json.dumps({
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "schedule": "*/1 * * * *",  # every minute, the finest cron allows
+            "concurrencyPolicy": "Forbid",
+            "jobTemplate": {"metadata": {"labels": {"cron": name}}, "spec": {
+                "backoffLimit": 0,
+                "template": {
+                    "metadata": {"labels": {"cron": name}},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "automountServiceAccountToken": False,
+                        "nodeSelector": {"kubernetes.io/hostname": NODE},
+                        "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists"}],
+                        "containers": [{
+                            "name": "main",
+                            "image": "busybox:1.36",
+                            "command": ["date"],
+                            "env": [{"name": "KWOK_COMPLETE_AFTER", "value": "2s"}],
+                        }],
+                    },
+                },
+            }},
+        },
+    })
+
+
+def test_a_cronjob_runs_twice(vk: VirtualKubelet) -> None:
+    """The user cluster's cronjob controller makes a Job a minute; each runs as a CIS instance."""
+    uids: set[str] = set()
+
+    def two_succeeded_jobs() -> list[str] | None:
+        uids.update(p["metadata"]["uid"] for p in vk.pods("cron=tick"))
+        jobs = vk.json("get", "jobs", "-n", NS, "-l", "cron=tick")["items"]
+        names = [j["metadata"]["name"] for j in jobs if j.get("status", {}).get("succeeded", 0) >= 1]
+        return names if len(names) >= 2 else None
+
+    def our_instances() -> list[dict[str, Any]]:
+        return [i for i in vk.cis.list_all(f"labels={LABEL_NODE}%3D{NODE}")
+                if i["labels"].get("virtual-kubelet.io/pod-uid") in uids]
+
+    vk.kubectl("apply", "-f", "-", stdin=cronjob("tick"))
+    try:
+        # The first run starts at the next minute boundary, the second a minute later.
+        done = wait_for("two succeeded Jobs", two_succeeded_jobs, 240, every=3)
+        assert all(name.startswith("tick-") for name in done)
+        pods = vk.pods("cron=tick")
+        assert sum(1 for p in pods if p["status"].get("phase") == "Succeeded") >= 2
+        assert len(uids) >= 2 and len(our_instances()) >= 2  # one CIS instance per run
+    finally:
+        vk.kubectl("delete", "cronjob", "tick", "-n", NS, "--cascade=foreground", "--wait=false")
+        vk.kubectl("delete", "jobs", "-n", NS, "-l", "cron=tick", "--cascade=foreground", "--wait=false")
+    wait_for("no tick Jobs", lambda: not vk.json("get", "jobs", "-n", NS, "-l", "cron=tick")["items"], 120, every=2)
+    wait_for("no tick pods", lambda: not vk.pods("cron=tick"), 120, every=2)
+    wait_for("their instances gone", lambda: not our_instances(), 120, every=2)
 
 
 def _secret_ref(name: str, optional: bool) -> dict[str, Any]:

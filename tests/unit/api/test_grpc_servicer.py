@@ -188,6 +188,20 @@ def test_log_params_use_rest_names_and_skip_unset_fields() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("request_", "params"),
+    [
+        (pb.GetLogsRequest(id="x", tail_lines=0), {"tailLines": "0"}),
+        (pb.GetLogsRequest(id="x", since_seconds=0), {"sinceSeconds": "0"}),
+        (pb.GetLogsRequest(id="x", limit_bytes=0, tail_lines=3), {"limitBytes": "0", "tailLines": "3"}),
+        (pb.GetLogsRequest(id="x", tail_lines=None), {}),
+    ],
+    ids=["tail-zero", "since-zero", "limit-zero", "unset"],
+)
+def test_log_params_tell_an_explicit_zero_from_unset(request_: pb.GetLogsRequest, params: dict[str, str]) -> None:
+    assert log_params(request_) == params
+
+
 def test_watch_messages_are_built_once_per_version_and_unreadable_objects_skipped() -> None:
     messages = InstanceMessages(size=2)
     first = messages.event(Change("MODIFIED", cr("ci-a", 5)))
@@ -357,3 +371,42 @@ async def test_logs_stream_from_the_log_service(rig: Rig) -> None:
     ]
     assert chunks == [b"line 1\n", b"line 2\n"]
     assert logs.calls == [("acme", "ci-acme1", {"tailLines": "5"}, True)]
+
+
+async def test_an_explicit_tail_of_zero_reaches_the_log_service(rig: Rig) -> None:
+    logs = FakeLogs()
+    rig.services.logs = logs
+    request = pb.GetLogsRequest(id="ci-acme1", tail_lines=0, follow=True)
+    assert len([c async for c in rig.stub.GetLogs(request, metadata=auth("acme-key"))]) == 2
+    assert logs.calls == [("acme", "ci-acme1", {"tailLines": "0"}, True)]
+
+
+class EndlessLogs:
+    """A follow with no new lines: only the caller going away ends it."""
+
+    def __init__(self) -> None:
+        self.open_streams = 0
+
+    async def stream_logs(
+        self, tenant: TenantName, instance_id: str, params: Mapping[str, str], *, follow: bool
+    ) -> AsyncIterator[bytes]:
+        self.open_streams += 1
+        try:
+            yield b""
+            await asyncio.Event().wait()
+        finally:
+            self.open_streams -= 1
+
+
+async def test_a_cancelled_follow_stops_reading_logs(rig: Rig) -> None:
+    """The virtual kubelet cancels GetLogs when `kubectl logs -f` goes away; CIS must then
+    stop polling Elasticsearch for it."""
+    logs = EndlessLogs()
+    rig.services.logs = logs
+    call = rig.stub.GetLogs(pb.GetLogsRequest(id="ci-acme1", follow=True), metadata=auth("acme-key"))
+    assert (await call.read()).data == b""
+    assert logs.open_streams == 1
+    call.cancel()
+    async with asyncio.timeout(5):
+        while logs.open_streams:
+            await asyncio.sleep(0.01)

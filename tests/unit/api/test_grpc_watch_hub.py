@@ -11,15 +11,14 @@ from typing import Any
 import pytest
 
 from cis.domain import errors
+from cis.domain.selectors import LabelSelector, parse_label_selector
 from cis.watch_hub import (
     Change,
     HubSettings,
-    LabelSelector,
     Recorded,
     ResourceVersionExpired,
     WatchFilter,
     WatchHub,
-    parse_label_selector,
     parse_resource_version,
     replay_since,
     snapshot,

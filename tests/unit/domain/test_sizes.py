@@ -12,7 +12,6 @@ from cis.domain.sizes import (
     format_memory,
     parse_cpu,
     parse_memory,
-    parse_quantity,
     round_up,
     size_table_json,
 )
@@ -97,35 +96,6 @@ def test_size_json_round_trip_and_quantities() -> None:
     assert Size.from_json(size.to_json()) == size
     assert (size.cpu_quantity, size.memory_quantity) == ("250m", "512Mi")
     assert str(Size(16000, 122880)) == "16 vCPU / 120 GiB"
-
-
-@pytest.mark.parametrize(
-    ("quantity", "expected"),
-    [
-        ("500m", Decimal("0.5")),
-        ("0.5", Decimal("0.5")),
-        ("2", Decimal(2)),
-        (2, Decimal(2)),
-        (0.25, Decimal("0.25")),
-        ("1Ki", Decimal(1024)),
-        ("1.5Gi", Decimal(1610612736)),
-        ("32827688Ki", Decimal(32827688 * 1024)),
-        ("100M", Decimal(100_000_000)),
-        ("1e3", Decimal(1000)),
-        ("1E-3", Decimal("0.001")),
-        ("250u", Decimal("0.00025")),
-        (".5", Decimal("0.5")),
-    ],
-    ids=lambda v: str(v),
-)
-def test_parse_quantity(quantity: str | int | float, expected: Decimal) -> None:
-    assert parse_quantity(quantity) == expected
-
-
-@pytest.mark.parametrize("quantity", ["", "abc", "1Gb", "1 Gi", "Gi", "--1"], ids=repr)
-def test_parse_quantity_rejects(quantity: str) -> None:
-    with pytest.raises(ValueError):
-        parse_quantity(quantity)
 
 
 @pytest.mark.parametrize(

@@ -98,7 +98,11 @@ class FakeCis:
     async def GetLogs(self, request: pb.GetLogsRequest, context: Any) -> AsyncIterator[pb.LogChunk]:
         if request.container == "none":
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, details("not_implemented", "no log service"))
-        yield pb.LogChunk(data=f"tail={request.tail_lines} follow={request.follow}\n".encode())
+        def number(name: str) -> str:
+            return str(getattr(request, name)) if request.HasField(name) else "unset"
+
+        yield pb.LogChunk(data=f"tail={number('tail_lines')} since={number('since_seconds')} "
+                               f"limit={number('limit_bytes')} follow={request.follow}\n".encode())
 
 
 @pytest.fixture
@@ -145,7 +149,18 @@ async def test_watch_and_logs(cis: tuple[GrpcCis, FakeCis]) -> None:
     await stream.aclose()
     assert events == [("ci-000000", True, False), ("ci-000001", True, False), ("ci-000000", False, True)]
     chunks = [c async for c in client.logs("ci-000000", LogOptions("main", tail_lines=5))]
-    assert chunks == [b"tail=5 follow=False\n"]
+    assert chunks == [b"tail=5 since=unset limit=unset follow=False\n"]
     with pytest.raises(cis_client.Unimplemented):
         async for _ in client.logs("ci-000000", LogOptions("none")):
             pass
+
+
+@pytest.mark.parametrize(("options", "sent"), [
+    (LogOptions("main"), b"tail=unset since=unset limit=unset follow=False\n"),
+    (LogOptions("main", tail_lines=0, follow=True), b"tail=0 since=unset limit=unset follow=True\n"),
+    (LogOptions("main", since_seconds=30, limit_bytes=100), b"tail=unset since=30 limit=100 follow=False\n"),
+], ids=["none", "tail-zero", "since-and-limit"])
+async def test_log_numbers_are_sent_only_when_given(cis: tuple[GrpcCis, FakeCis], options: LogOptions,
+                                                    sent: bytes) -> None:
+    client, _ = cis
+    assert [c async for c in client.logs("ci-000000", options)] == [sent]
