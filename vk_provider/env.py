@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from vk_provider.quantity import parse_quantity
+from kubeio.quantity import parse_quantity
 
 JSON = dict[str, Any]
 CONFIGMAP = "ConfigMap"
@@ -80,6 +80,25 @@ def configmap_data(raw_configmap: JSON) -> dict[str, str]:
     return dict(raw_configmap.get("data") or {})
 
 
+def source_event(kind: str, name: str, missing: FetchFailed | None, optional: bool, prefix: str = "") -> Event:
+    """The event for a ConfigMap or Secret that could not be read (not found: `missing` is
+    None), with the kubelet's reasons (`MandatoryConfigMapNotFound`, `OptionalSecretNotFound`,
+    `FailedToReadMandatorySecret`, ...). Shared by env and volume resolution so both speak
+    the same language."""
+    word = "configmap" if kind == CONFIGMAP else "secret"
+    mode = "Optional" if optional else "Mandatory"
+    if missing is not None:
+        return Event(f"FailedToRead{mode}{kind}", f"{prefix}failed to read {word} \"{name}\": {missing.message}")
+    return Event(f"{mode}{kind}NotFound", f"{prefix}{word} \"{name}\" not found")
+
+
+def key_event(kind: str, name: str, key: str, optional: bool, prefix: str = "") -> Event:
+    """The event for a key missing from a ConfigMap or Secret that was found."""
+    word = "configmap" if kind == CONFIGMAP else "secret"
+    mode = "Optional" if optional else "Mandatory"
+    return Event(f"{mode}{kind}KeyNotFound", f"{prefix}key \"{key}\" not found in {word} \"{name}\"")
+
+
 def references(pod: JSON) -> set[Ref]:
     refs: set[Ref] = set()
     for c in pod.get("spec", {}).get("containers") or []:
@@ -119,15 +138,10 @@ class _Resolver:
 
     def _source(self, kind: str, name: str, optional: bool, var: str | None) -> Mapping[str, str] | None:
         found = self.lookups.get((kind, name))
-        word = "configmap" if kind == CONFIGMAP else "secret"
-        mode = "Optional" if optional else "Mandatory"
-        if isinstance(found, FetchFailed):
-            reason = f"FailedToRead{mode}{kind}"
-            self._problem(reason, f"failed to read {word} \"{name}\": {found.message}", optional)
-            return None
-        if found is None:
+        if found is None or isinstance(found, FetchFailed):
             what = f"skipping optional envvar \"{var}\": " if optional and var else ""
-            self._problem(f"{mode}{kind}NotFound", f"{what}{word} \"{name}\" not found", optional)
+            event = source_event(kind, name, found, optional, what)
+            self._problem(event.reason, event.message, optional)
             return None
         return found
 
@@ -178,10 +192,8 @@ class _Resolver:
                 if data is None:
                     return None
                 if ref_key not in data:
-                    word = "configmap" if kind == CONFIGMAP else "secret"
-                    mode = "Optional" if optional else "Mandatory"
-                    self._problem(f"{mode}{kind}KeyNotFound",
-                                  f"key \"{ref_key}\" not found in {word} \"{ref_name}\"", optional)
+                    event = key_event(kind, ref_name, ref_key, optional)
+                    self._problem(event.reason, event.message, optional)
                     return None
                 return EnvVar(name, data[ref_key], secret=kind == SECRET)
         if "fieldRef" in value_from:
@@ -213,21 +225,33 @@ class _Resolver:
         return None
 
     def _resource(self, c: JSON, name: str, ref: JSON) -> EnvVar | None:
-        target_name = ref.get("containerName") or c.get("name")
-        target = next((x for x in self.pod["spec"].get("containers") or [] if x.get("name") == target_name), c)
-        resource = str(ref.get("resource", ""))
-        kind, _, res = resource.partition(".")
-        if kind not in ("limits", "requests") or res not in ("cpu", "memory", "ephemeral-storage"):
+        value = resource_field_value(self.pod, c, ref)
+        if value is None:
+            resource = str(ref.get("resource", ""))
             self._problem("UnsupportedResourceFieldRef", f"env \"{name}\": unsupported resource \"{resource}\"", False)
             return None
-        value = effective_resource(target, kind, res)
-        try:
-            divisor = parse_quantity(ref.get("divisor") or "1")
-        except ValueError:
-            divisor = Decimal(1)
-        if divisor <= 0:
-            divisor = Decimal(1)
-        return EnvVar(name, str(max(1, math.ceil(value / divisor)) if value else 0))
+        return EnvVar(name, value)
+
+
+def resource_field_value(pod: JSON, default_container: JSON | None, ref: JSON) -> str | None:
+    """A `resourceFieldRef` as the kubelet writes it (the value over the divisor, rounded
+    up), for env and downward-API files alike; None for a resource CIS does not offer or a
+    container that does not exist."""
+    target_name = ref.get("containerName") or (default_container or {}).get("name")
+    target = next((x for x in pod["spec"].get("containers") or [] if x.get("name") == target_name),
+                  default_container)
+    resource = str(ref.get("resource", ""))
+    kind, _, res = resource.partition(".")
+    if target is None or kind not in ("limits", "requests") or res not in ("cpu", "memory", "ephemeral-storage"):
+        return None
+    value = effective_resource(target, kind, res)
+    try:
+        divisor = parse_quantity(ref.get("divisor") or "1")
+    except ValueError:
+        divisor = Decimal(1)
+    if divisor <= 0:
+        divisor = Decimal(1)
+    return str(max(1, math.ceil(value / divisor)) if value else 0)
 
 
 def effective_resource(container: JSON, kind: str, resource: str) -> Decimal:

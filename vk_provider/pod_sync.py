@@ -16,6 +16,7 @@ from typing import Any
 
 from kubeio.client import KubeClient, KubeError, NotFound, Unreachable
 from vk_provider import env as envmod
+from vk_provider import volumes as volmod
 from vk_provider.cis_client import Cis, CisError, Conflict, Instance, InvalidInput, Temporary
 from vk_provider.decisions import managed_status
 from vk_provider.events import EventRecorder
@@ -130,11 +131,15 @@ class PodSyncer:
             self._recorder.emit(pod, "ProviderUpdateFailed", f"instance {inst.id} runs {list(running)}; CIS cannot"
                                 f" update an instance in place: delete the pod to run {list(wanted)}")
 
-    async def _lookups(self, pod: JSON) -> dict[envmod.Ref, envmod.Lookup]:
+    async def _lookups(self, pod: JSON) -> tuple[dict[envmod.Ref, envmod.Lookup],
+                                                 dict[envmod.Ref, volmod.FileLookup]]:
+        """What env resolution (text) and volume resolution (bytes) need, each object read once."""
         ns = pod["metadata"]["namespace"]
+        env_refs, volume_refs = envmod.references(pod), volmod.references(pod)
         # One by one: a pod names few objects, and the reader's cache serves its replicas.
-        return {(kind, name): _data(kind, await self._reader.get(kind, ns, name))
-                for kind, name in sorted(envmod.references(pod))}
+        raw = {(kind, name): await self._reader.get(kind, ns, name) for kind, name in sorted(env_refs | volume_refs)}
+        return ({ref: _data(ref[0], raw[ref]) for ref in env_refs},
+                {ref: volmod.file_data(ref[0], raw[ref]) for ref in volume_refs})
 
     async def _pull_credentials(self, pod: JSON) -> list[JSON]:
         ns = pod["metadata"]["namespace"]
@@ -158,18 +163,23 @@ class PodSyncer:
             self._recorder.emit(pod, "UnsupportedPodFeature", message)
             await self.write_status(pod, failed_status(pod, "UnsupportedPodFeature", message, self._host_ip, now))
             return
-        resolution = envmod.resolve_pod_env(pod, await self._lookups(pod), self._host_ip)
-        for event in resolution.events:
+        env_lookups, volume_lookups = await self._lookups(pod)
+        resolution = envmod.resolve_pod_env(pod, env_lookups, self._host_ip)
+        volumes = volmod.resolve_pod_volumes(pod, volume_lookups)
+        for event in resolution.events + volumes.events:
             self._recorder.emit(pod, event.reason, event.message, warning=event.warning)
-        if resolution.fatal:
-            message = "; ".join(resolution.fatal)
-            await self.write_status(pod, pending_status(pod, "CreateContainerConfigError", message, self._host_ip, now))
+        if resolution.fatal or volumes.fatal:
+            message = "; ".join(resolution.fatal + volumes.fatal)
+            # The kubelet's words: env it cannot build is a config error; a volume it cannot
+            # mount keeps the container creating.
+            reason = "CreateContainerConfigError" if resolution.fatal else "ContainerCreating"
+            await self.write_status(pod, pending_status(pod, reason, message, self._host_ip, now))
             raise Retry(message)
         if problems and uid not in self._warned:
             self._warned.add(uid)
             self._recorder.emit(pod, "UnsupportedPodFeature",
                                 "running without: " + "; ".join(p.message for p in problems))
-        spec = instance_spec(pod, self._node, resolution.env, await self._pull_credentials(pod))
+        spec = instance_spec(pod, self._node, resolution.env, await self._pull_credentials(pod), volumes)
         try:
             inst = await self._cis.create(spec)
         except InvalidInput as exc:

@@ -20,8 +20,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kubeio.quantity import cores, gib
 from vk_provider.env import EnvVar, expand
-from vk_provider.quantity import cores, gib
+from vk_provider.volumes import (
+    SUPPORTED_KINDS,
+    VolumeResolution,
+    container_mounts,
+    is_service_account_volume,
+    mounted_volumes,
+    volume_kind,
+)
 
 JSON = dict[str, Any]
 
@@ -32,8 +40,6 @@ LABEL_POD_KEY = "virtual-kubelet.io/pod-key"
 LABEL_POD_UID = "virtual-kubelet.io/pod-uid"
 _LABEL_VALUE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-# Volumes kube-apiserver adds to every pod that does not opt out: the service-account token.
-_SA_VOLUME_PREFIX = "kube-api-access-"
 MAX_ACTIVE_DEADLINE_SECONDS = 365 * 24 * 3600
 
 
@@ -93,23 +99,34 @@ def _container_problems(c: JSON) -> Iterable[Problem]:
     for port in c.get("ports") or []:
         if port.get("hostPort"):
             yield Problem("hostPort", f"container \"{name}\": hostPort is not supported", True)
+    if c.get("volumeDevices"):
+        yield Problem("volumeDevices", f"container \"{name}\": block volumes are not supported by CIS", True)
+    if any(m.get("mountPropagation") not in (None, "None") for m in c.get("volumeMounts") or []):
+        yield Problem("mountPropagation", f"container \"{name}\": mount propagation is not applied"
+                      " (volumes live inside the instance's VM)", False)
 
 
 def _volume_problems(pod: JSON) -> Iterable[Problem]:
-    spec = pod.get("spec", {})
-    volumes = {v.get("name"): v for v in spec.get("volumes") or []}
-    mounted = {m.get("name") for c in spec.get("containers") or [] for m in c.get("volumeMounts") or []}
-    for vname in sorted(mounted, key=str):
-        vol = volumes.get(vname) or {}
-        kind = next((k for k in vol if k != "name"), "unknown")
-        if kind == "projected" and str(vname).startswith(_SA_VOLUME_PREFIX):
+    """What `volumes.resolve_pod_volumes` cannot give CIS, by volume (mounted ones only)."""
+    for vol in sorted(mounted_volumes(pod), key=lambda v: str(v.get("name"))):
+        vname, kind = vol.get("name"), volume_kind(vol)
+        if is_service_account_volume(vol):
             yield Problem("serviceAccountToken", "the service-account token is not mounted (set"
                           " automountServiceAccountToken: false to silence this)", False)
-        elif kind == "emptyDir":
-            yield Problem("emptyDir", f"volume \"{vname}\": emptyDir is not shared between containers;"
-                          " each container sees its own directory", False)
-        else:
+        elif kind not in SUPPORTED_KINDS:
             yield Problem("volumes", f"volume \"{vname}\": {kind} volumes are not supported by CIS", True)
+        elif kind == "emptyDir" and (vol.get("emptyDir") or {}).get("medium") not in (None, "", "Memory"):
+            yield Problem("volumes", f"volume \"{vname}\": emptyDir medium"
+                          f" \"{vol['emptyDir']['medium']}\" is not supported by CIS", True)
+        elif kind == "projected":
+            for src in (vol.get("projected") or {}).get("sources") or []:
+                for source_kind in src:
+                    if source_kind == "serviceAccountToken":
+                        yield Problem("serviceAccountToken", f"volume \"{vname}\": CIS gives no service-account"
+                                      " token; the rest of the volume is mounted without it", False)
+                    elif source_kind not in ("configMap", "secret", "downwardAPI"):
+                        yield Problem("volumes", f"volume \"{vname}\": projected {source_kind} sources are not"
+                                      " supported by CIS", True)
 
 
 def pod_problems(pod: JSON) -> list[Problem]:
@@ -169,7 +186,8 @@ def _env_json(env: Iterable[EnvVar]) -> list[JSON]:
             for e in env]
 
 
-def _container(c: JSON, env: tuple[EnvVar, ...], used_ports: set[tuple[int, str]]) -> JSON:
+def _container(c: JSON, env: tuple[EnvVar, ...], used_ports: set[tuple[int, str]],
+               volumes: frozenset[str]) -> JSON:
     defined = {e.name: e.value for e in env}
     out: JSON = {"name": c["name"], "image": c["image"]}
     if c.get("command"):
@@ -190,16 +208,23 @@ def _container(c: JSON, env: tuple[EnvVar, ...], used_ports: set[tuple[int, str]
             ports.append({"port": key[0], "protocol": key[1]})
     if ports:
         out["ports"] = ports
+    mounts = container_mounts(c, volumes, defined)
+    if mounts:
+        out["volumeMounts"] = mounts
     return out
 
 
 def instance_spec(pod: JSON, node: str, env: Mapping[str, tuple[EnvVar, ...]],
-                  registry_credentials: list[JSON] | None = None) -> JSON:
-    """The CreateInstance body for `pod`, its env already resolved (`env.resolve_pod_env`)."""
+                  registry_credentials: list[JSON] | None = None,
+                  volumes: VolumeResolution | None = None) -> JSON:
+    """The CreateInstance body for `pod`, its env and volumes already resolved
+    (`env.resolve_pod_env`, `volumes.resolve_pod_volumes`)."""
     meta, spec = pod["metadata"], pod.get("spec", {})
+    volumes = volumes or VolumeResolution()
     used_ports: set[tuple[int, str]] = set()
     body: JSON = {
-        "containers": [_container(c, env.get(c["name"], ()), used_ports) for c in spec.get("containers") or []],
+        "containers": [_container(c, env.get(c["name"], ()), used_ports, volumes.names)
+                       for c in spec.get("containers") or []],
         "restartPolicy": spec.get("restartPolicy") or "Always",
         "labels": instance_labels(pod, node),
         "clientToken": client_token(meta["namespace"], meta["name"], meta["uid"]),
@@ -212,4 +237,6 @@ def instance_spec(pod: JSON, node: str, env: Mapping[str, tuple[EnvVar, ...]],
         body["activeDeadlineSeconds"] = min(deadline, MAX_ACTIVE_DEADLINE_SECONDS)
     if registry_credentials:
         body["imageRegistryCredentials"] = registry_credentials
+    if volumes.volumes:
+        body["volumes"] = list(volumes.volumes)
     return body

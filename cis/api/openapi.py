@@ -98,6 +98,60 @@ CONTAINER = {
                 },
             },
         },
+        "volumeMounts": {
+            "type": "array",
+            "maxItems": 64,
+            "items": {
+                "type": "object",
+                "required": ["name", "mountPath"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "description": "A volume of the instance's volumes"},
+                    "mountPath": {"type": "string", "description": "Absolute path in the container"},
+                    "readOnly": {"type": "boolean", "description": "files volumes are always read-only"},
+                    "subPath": {"type": "string", "description": "Mount this path of the volume instead of its root"},
+                },
+            },
+        },
+    },
+}
+VOLUME_FILE = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "One file: exactly one of content (UTF-8 text) or contentBase64 on input. Responses"
+    " show content for text and contentBase64 for binary files, and neither for secret volumes.",
+    "properties": {
+        "content": {"type": "string"},
+        "contentBase64": {"type": "string", "contentEncoding": "base64"},
+        "mode": {"type": "integer", "minimum": 0, "maximum": 511, "default": 420,
+                 "description": "Permission bits, e.g. 420 (0644) or 256 (0400)"},
+    },
+}
+VOLUME = {
+    "type": "object",
+    "required": ["name"],
+    "additionalProperties": False,
+    "description": "Exactly one of emptyDir or files. At most 20 volumes; the files of all volumes together"
+    " hold at most 1024 files and 512 KiB.",
+    "properties": {
+        "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63},
+        "emptyDir": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "Scratch space shared by the containers, gone with the instance",
+            "properties": {
+                "medium": {"enum": ["", "Memory"], "default": "",
+                           "description": "Memory: a tmpfs counted against the instance's memory"},
+                "sizeLimitGiB": {"oneOf": [{"type": "number"}, {"type": "string"}]},
+            },
+        },
+        "files": {
+            "type": "object",
+            "description": "Read-only directory: relative file path (no '..') to file",
+            "additionalProperties": VOLUME_FILE,
+        },
+        "secret": {"type": "boolean", "default": False,
+                   "description": "files only: contents are write-only, never returned"},
     },
 }
 RULE = {
@@ -116,6 +170,7 @@ SPEC = {
     "properties": {
         "name": {"type": "string"},
         "containers": {"type": "array", "minItems": 1, "items": CONTAINER},
+        "volumes": {"type": "array", "maxItems": 20, "items": VOLUME},
         "restartPolicy": {"enum": ["Always", "OnFailure", "Never"], "default": "Always"},
         "imageRegistryCredentials": {
             "type": "array",

@@ -1,16 +1,20 @@
 """An instance as backing-cluster manifests: Pod, Secrets, NetworkPolicies, Namespace.
 
 Per tenant, once per backing cluster (``tenant_manifests``): the ``tenant-<name>``
-Namespace (Pod Security "baseline" enforced as a second line of defence) and the
+Namespace (Pod Security "baseline" enforced as a second line of defence), the
 ``cis-tenant-isolation`` NetworkPolicy: every pod of the namespace accepts traffic only from
-its own namespace and sends only to its own namespace and cluster DNS. Tenants therefore
-never reach each other, whatever their own rules say.
+its own namespace and sends only to its own namespace and cluster DNS (tenants therefore
+never reach each other, whatever their own rules say), and ``cis-default-egress``: pods
+labelled ``cis.io/egress=default`` (spec without ``egress``) may also reach the internet
+minus private ranges.
 
 Per instance (``instance_manifests``, in creation order): the env Secret ``<id>-env``, the
-pull Secret ``<id>-pull`` (``kubernetes.io/dockerconfigjson``), the NetworkPolicy ``<id>``
-(the instance's "security group", added to the tenant policy since policies only ever
-allow more) and the Pod ``<id>``. After the pod exists, ``owned_by_pod`` gives the Secrets
-and the policy an ownerReference so deleting the pod garbage-collects them.
+pull Secret ``<id>-pull`` (``kubernetes.io/dockerconfigjson``), the files Secret
+``<id>-files`` (every file of every files volume), the NetworkPolicy ``<id>`` (the
+instance's "security group", added to the tenant policies since policies only ever allow
+more; only for an instance with ``ingress`` rules or its own ``egress``) and the Pod
+``<id>``. After the pod exists, ``owned_by_pod`` gives the Secrets and the policy an
+ownerReference so deleting the pod garbage-collects them (``cis.instance_objects``).
 
 Pod decisions, each deliberate:
 
@@ -24,8 +28,13 @@ Pod decisions, each deliberate:
   switch users, bind :80). NET_RAW, MKNOD, SYS_CHROOT, AUDIT_WRITE, SETFCAP stay dropped.
   The set is within Pod Security "baseline".
 - ``allowPrivilegeEscalation: false``, ``privileged: false``, seccomp ``RuntimeDefault``,
-  no host network/PID/IPC, no volumes at all (hence no hostPath), no service-account token,
-  no service links (no other tenant's service names leak in as env vars).
+  no host network/PID/IPC, no service-account token, no service links (no other tenant's
+  service names leak in as env vars).
+- Volumes are only ``emptyDir`` and the instance's own files Secret (never hostPath or
+  anything outside the VM). A files volume is a ``secret`` volume with ``items``, so it
+  shows exactly its own files (a secret volume without items would show every volume's);
+  an empty one is a read-only emptyDir. Secret volumes are tmpfs: file contents never
+  touch the node's disk. Files volumes are always mounted read-only.
 - Default egress (spec without ``egress``): the internet, but not private/link-local ranges
   (the cluster's nodes, pods, services and the cloud metadata endpoint).
 """
@@ -35,6 +44,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,10 +60,22 @@ from cis.domain.model import (
     Instance,
 )
 from cis.domain.sizes import MIB, format_cpu, format_memory
-from cis.domain.spec import Container, NetworkRule, RuleProtocol, secret_key_for_env
+from cis.domain.spec import (
+    Container,
+    EmptyDirVolume,
+    FilesVolume,
+    NetworkRule,
+    RuleProtocol,
+    StorageMedium,
+    Volume,
+    VolumeMount,
+    secret_key_for_env,
+)
 
 ZONE_LABEL = "topology.kubernetes.io/zone"
 TENANT_POLICY_NAME = "cis-tenant-isolation"
+DEFAULT_EGRESS_POLICY_NAME = "cis-default-egress"
+LABEL_EGRESS = "cis.io/egress"
 ADDED_CAPABILITIES = (
     "CHOWN",
     "DAC_OVERRIDE",
@@ -102,12 +124,25 @@ def pull_secret_name(instance_id: InstanceId) -> str:
     return f"{instance_id}-pull"
 
 
+def files_secret_name(instance_id: InstanceId) -> str:
+    return f"{instance_id}-files"
+
+
+def file_key(volume: str, index: int) -> str:
+    """The files Secret key of a volume's ``index``-th file (files are sorted by path);
+    volume names are DNS labels, so keys of two volumes never collide."""
+    return f"{volume}.{index}"
+
+
 def instance_pod_labels(instance: Instance) -> dict[str, str]:
-    return {
+    labels = {
         LABEL_INSTANCE: instance.id,
         LABEL_TENANT: instance.tenant,
         LABEL_MANAGED_BY: MANAGED_BY,
     }
+    if uses_default_egress(instance):
+        labels[LABEL_EGRESS] = "default"
+    return labels
 
 
 def _metadata(instance: Instance, name: str) -> dict[str, Any]:
@@ -164,7 +199,31 @@ def _container(instance: Instance, c: Container, cpu_millis: int, memory_mib: in
         ]
     if c.ports:
         out["ports"] = [{"containerPort": p.port, "protocol": p.protocol.value} for p in c.ports]
+    if c.volume_mounts:
+        out["volumeMounts"] = [_mount(instance, m) for m in c.volume_mounts]
     return out
+
+
+def _mount(instance: Instance, m: VolumeMount) -> dict[str, Any]:
+    files = isinstance(instance.spec.volume(m.name), FilesVolume)
+    out: dict[str, Any] = {"name": m.name, "mountPath": m.mount_path, "readOnly": files or bool(m.read_only)}
+    if m.sub_path is not None:
+        out["subPath"] = m.sub_path
+    return out
+
+
+def _volume(instance: Instance, v: Volume) -> dict[str, Any]:
+    if isinstance(v, EmptyDirVolume):
+        empty_dir: dict[str, Any] = {}
+        if v.medium is StorageMedium.MEMORY:
+            empty_dir["medium"] = "Memory"
+        if v.size_limit_gib is not None:
+            empty_dir["sizeLimit"] = format_memory(math.ceil(v.size_limit_gib * 1024 * MIB))
+        return {"name": v.name, "emptyDir": empty_dir}
+    if not v.files:
+        return {"name": v.name, "emptyDir": {}}
+    items = [{"key": file_key(v.name, i), "path": f.path, "mode": f.mode} for i, f in enumerate(v.files)]
+    return {"name": v.name, "secret": {"secretName": files_secret_name(instance.id), "items": items}}
 
 
 def pod_manifest(instance: Instance, settings: PodSettings | None = None) -> dict[str, Any]:
@@ -186,6 +245,8 @@ def pod_manifest(instance: Instance, settings: PodSettings | None = None) -> dic
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": settings.termination_grace_period_seconds,
     }
+    if spec.volumes:
+        pod_spec["volumes"] = [_volume(instance, v) for v in spec.volumes]
     if spec.active_deadline_seconds is not None:
         pod_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
     if spec.image_registry_credentials:
@@ -257,6 +318,27 @@ def pull_secret_manifest(instance: Instance) -> dict[str, Any] | None:
     }
 
 
+def files_secret_manifest(instance: Instance) -> dict[str, Any] | None:
+    """The Secret holding every file of the instance's files volumes, or None if it has
+    none. One Secret for all volumes: one object to create and collect per instance."""
+    data: dict[str, str] = {}
+    for v in instance.spec.volumes:
+        if isinstance(v, FilesVolume):
+            for i, f in enumerate(v.files):
+                if f.data is None:
+                    raise ValueError(f"content of {v.name}/{f.path} was not loaded")
+                data[file_key(v.name, i)] = _b64(f.data)
+    if not data:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": _metadata(instance, files_secret_name(instance.id)),
+        "data": data,
+    }
+
+
 # --- network policies ----------------------------------------------------------------------
 
 
@@ -294,21 +376,51 @@ def _default_egress(settings: PodSettings) -> list[dict[str, Any]]:
     return [{"to": peers}]
 
 
-def instance_network_policy(instance: Instance, settings: PodSettings | None = None) -> dict[str, Any]:
-    """The instance's own rules: ingress from its ``ingress`` CIDRs; egress to its
-    ``egress`` CIDRs, or (no ``egress`` in the spec) to the internet minus private ranges."""
-    settings = settings or PodSettings()
+def uses_default_egress(instance: Instance) -> bool:
+    """No ``egress`` in the spec: the tenant's shared default-egress policy applies."""
+    return instance.spec.egress is None
+
+
+def instance_network_policy(instance: Instance, settings: PodSettings | None = None) -> dict[str, Any] | None:
+    """The instance's own rules, or None when it has none (no ``ingress``, default egress):
+    ingress from its ``ingress`` CIDRs; egress to its ``egress`` CIDRs. Default egress is
+    the tenant's ``cis-default-egress`` policy, selected by a pod label, so the common
+    instance costs no policy write of its own."""
     spec = instance.spec
-    egress = _default_egress(settings) if spec.egress is None else [_rule(r, "to") for r in spec.egress]
+    if not spec.ingress and uses_default_egress(instance):
+        return None
+    policy: dict[str, Any] = {
+        "podSelector": {"matchLabels": {LABEL_INSTANCE: instance.id}},
+        "policyTypes": ["Ingress"],
+        "ingress": [_rule(r, "from") for r in spec.ingress],
+    }
+    if spec.egress is not None:
+        policy["policyTypes"].append("Egress")
+        policy["egress"] = [_rule(r, "to") for r in spec.egress]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": _metadata(instance, instance.id),
+        "spec": policy,
+    }
+
+
+def default_egress_policy(tenant: TenantName, settings: PodSettings | None = None) -> dict[str, Any]:
+    """Egress to the internet minus private ranges, for the tenant's pods labelled
+    ``cis.io/egress=default`` (instances whose spec has no ``egress``)."""
+    settings = settings or PodSettings()
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": DEFAULT_EGRESS_POLICY_NAME,
+            "namespace": tenant_namespace(tenant),
+            "labels": tenant_labels(tenant),
+        },
         "spec": {
-            "podSelector": {"matchLabels": {LABEL_INSTANCE: instance.id}},
-            "policyTypes": ["Ingress", "Egress"],
-            "ingress": [_rule(r, "from") for r in spec.ingress],
-            "egress": egress,
+            "podSelector": {"matchLabels": {LABEL_EGRESS: "default"}},
+            "policyTypes": ["Egress"],
+            "egress": _default_egress(settings),
         },
     }
 
@@ -358,15 +470,23 @@ def tenant_network_policy(tenant: TenantName, settings: PodSettings | None = Non
 
 
 def tenant_manifests(tenant: TenantName, settings: PodSettings | None = None) -> list[dict[str, Any]]:
-    """Namespace, then its isolation policy: ensure both before a tenant's first pod."""
-    return [namespace_manifest(tenant), tenant_network_policy(tenant, settings)]
+    """Namespace, its isolation policy and its default egress: ensure them before a tenant's
+    first pod."""
+    return [
+        namespace_manifest(tenant),
+        tenant_network_policy(tenant, settings),
+        default_egress_policy(tenant, settings),
+    ]
 
 
 def instance_manifests(instance: Instance, settings: PodSettings | None = None) -> list[dict[str, Any]]:
     """Everything one instance needs, in creation order; the Pod is last, so it never
     starts without its Secrets or its policy."""
-    manifests = [m for m in (env_secret_manifest(instance), pull_secret_manifest(instance)) if m is not None]
-    manifests.append(instance_network_policy(instance, settings))
+    secrets = (env_secret_manifest(instance), pull_secret_manifest(instance), files_secret_manifest(instance))
+    manifests = [m for m in secrets if m is not None]
+    policy = instance_network_policy(instance, settings)
+    if policy is not None:
+        manifests.append(policy)
     manifests.append(pod_manifest(instance, settings))
     return manifests
 

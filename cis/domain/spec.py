@@ -13,7 +13,12 @@ Wire form (camelCase; ``?`` = optional)::
                      "command"?: [str], "args"?: [str],
                      "env"?: [{"name", "value" | "secretValue"}],
                      "resources"?: {"cpu"?: 0.25 | "250m", "memoryGiB"?: 0.5},
-                     "ports"?: [{"port": 1-65535, "protocol"?: TCP|UDP|SCTP}]}],
+                     "ports"?: [{"port": 1-65535, "protocol"?: TCP|UDP|SCTP}],
+                     "volumeMounts"?: [{"name": volume, "mountPath": "/abs/path",
+                                        "readOnly"?: bool, "subPath"?: "rel/path"}]}],
+     "volumes"?: [{"name": dns-label, "emptyDir": {"medium"?: "" | "Memory", "sizeLimitGiB"?: 1}}
+                | {"name": dns-label, "secret"?: bool,
+                   "files": {"rel/path": {"content": str | "contentBase64": str, "mode"?: 0-511}}}],
      "restartPolicy"?: Always | OnFailure | Never,           # default Always
      "imageRegistryCredentials"?: [{"server": host[:port], "username", "password"}],
      "labels"?: {key: value},
@@ -31,17 +36,27 @@ Decisions:
   ``egress`` omitted: the internet is reachable (private ranges are not, see ``pods``);
   ``egress: []`` or a list: only those destinations (plus the tenant and DNS).
 - Labels under ``cis.io/``, ``kubernetes.io/`` and ``k8s.io/`` are reserved.
+- Volumes, shaped like ACI's: ``emptyDir`` (scratch space shared by the containers; medium
+  ``Memory`` is a tmpfs counted against the instance's memory) and ``files`` (a read-only
+  directory of the given files, for configuration and credentials; ``secret: true`` keeps
+  the contents write-only). No volume reaches outside the instance's VM: no host paths,
+  no network storage. Limits and checks live in ``spec_volumes``.
 
-Secrets: ``secretValue`` env values and registry passwords are held in memory only.
-``to_json()`` (storage, the CR's ``spec``) and ``to_public_json()`` (REST) never contain
-them: a secret env var is written ``{"name": N, "secret": true}`` and a credential without
-its password. ``secret_data(spec)`` gives the values keyed by ``secret_key_for_env`` /
-``secret_key_for_registry`` for a Kubernetes Secret, and ``spec_from_json(stored,
-secrets)`` puts them back.
+Secrets: ``secretValue`` env values, registry passwords and the contents of ``secret``
+files volumes are held in memory only. ``to_json()`` (storage, the CR's ``spec``) and
+``to_public_json()`` (REST) never contain them: a secret env var is written ``{"name": N,
+"secret": true}``, a credential without its password and a secret file as ``{"mode": M}``.
+``secret_data(spec)`` gives the values keyed by ``secret_key_for_env`` /
+``secret_key_for_registry`` / ``secret_key_for_file`` for a Kubernetes Secret (file values
+as base64 text, since files may be binary), and ``spec_from_json(stored, secrets)`` puts
+them back. Plain files are stored in the CR as base64 (no JSON escaping can inflate them)
+and shown by the REST form as ``content`` when they are UTF-8 text.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 from collections.abc import Mapping
@@ -114,6 +129,16 @@ class ContainerPort:
 
 
 @dataclass(frozen=True)
+class VolumeMount:
+    """``read_only`` None: not stated (files volumes are read-only all the same)."""
+
+    name: str
+    mount_path: str
+    read_only: bool | None = None
+    sub_path: str | None = None
+
+
+@dataclass(frozen=True)
 class Container:
     name: str
     image: str
@@ -122,6 +147,46 @@ class Container:
     env: tuple[EnvVar, ...] = ()
     resources: Resources = DEFAULT_RESOURCES
     ports: tuple[ContainerPort, ...] = ()
+    volume_mounts: tuple[VolumeMount, ...] = ()
+
+
+class StorageMedium(StrEnum):
+    """Where an emptyDir lives: the node's disk (``""``) or memory (tmpfs)."""
+
+    DEFAULT = ""
+    MEMORY = "Memory"
+
+
+DEFAULT_FILE_MODE = 0o644  # Kubernetes' default for configMap and secret volumes
+
+
+@dataclass(frozen=True)
+class EmptyDirVolume:
+    name: str
+    medium: StorageMedium = StorageMedium.DEFAULT
+    size_limit_gib: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class VolumeFile:
+    """One file of a files volume; ``data`` is None for a secret file loaded without its
+    Secret."""
+
+    path: str
+    data: bytes | None = field(default=None, repr=False)
+    mode: int = DEFAULT_FILE_MODE
+
+
+@dataclass(frozen=True)
+class FilesVolume:
+    """A read-only directory holding ``files`` (sorted by path)."""
+
+    name: str
+    files: tuple[VolumeFile, ...] = ()
+    secret: bool = False
+
+
+Volume = EmptyDirVolume | FilesVolume
 
 
 @dataclass(frozen=True)
@@ -153,6 +218,7 @@ class InstanceSpec:
     containers: tuple[Container, ...]
     name: str | None = None
     restart_policy: RestartPolicy = RestartPolicy.ALWAYS
+    volumes: tuple[Volume, ...] = ()
     image_registry_credentials: tuple[RegistryCredential, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
     region: RegionName | None = None
@@ -169,19 +235,25 @@ class InstanceSpec:
 
     @property
     def has_secrets(self) -> bool:
-        return any(e.secret for c in self.containers for e in c.env) or bool(self.image_registry_credentials)
+        return (
+            any(e.secret for c in self.containers for e in c.env)
+            or bool(self.image_registry_credentials)
+            or any(isinstance(v, FilesVolume) and v.secret and v.files for v in self.volumes)
+        )
 
     def container(self, name: str) -> Container | None:
         return next((c for c in self.containers if c.name == name), None)
 
+    def volume(self, name: str) -> Volume | None:
+        return next((v for v in self.volumes if v.name == name), None)
+
     def to_json(self) -> dict[str, Any]:
         """The storage form (``ContainerInstance.spec``); never contains secret values."""
-        return _spec_to_json(self)
+        return _spec_to_json(self, public=False)
 
     def to_public_json(self) -> dict[str, Any]:
-        """The REST form. Equal to ``to_json()`` today; kept apart so a field added for
-        storage is never exposed by accident."""
-        return _spec_to_json(self)
+        """The REST form: as ``to_json()``, but plain text files read as ``content``."""
+        return _spec_to_json(self, public=True)
 
 
 def spec_size(spec: InstanceSpec) -> Size:
@@ -225,6 +297,20 @@ def secret_key_for_registry(index: int) -> str:
     return f"registry.{index}.password"
 
 
+FILE_KEY_PREFIX = "file."
+
+
+def secret_key_for_file(volume: str, path: str) -> str:
+    """The Secret data key of a secret file: paths may hold characters Secret keys may not,
+    so the path is hashed; the volume name (a DNS label) keeps volumes apart."""
+    return f"{FILE_KEY_PREFIX}{volume}.{hashlib.sha256(path.encode()).hexdigest()[:32]}"
+
+
+def is_file_key(key: str) -> bool:
+    """Whether a ``secret_data`` key holds a file (its value is base64 text, not text)."""
+    return key.startswith(FILE_KEY_PREFIX)
+
+
 def secret_data(spec: InstanceSpec) -> dict[str, str]:
     """Every secret value of ``spec`` by Secret key. Raises ``ValueError`` if a value is
     missing (a spec loaded from storage without its secrets)."""
@@ -239,6 +325,12 @@ def secret_data(spec: InstanceSpec) -> dict[str, str]:
         if cred.password is None:
             raise ValueError(f"registry credential {cred.server} has no password")
         data[secret_key_for_registry(index)] = cred.password
+    for volume in spec.volumes:
+        if isinstance(volume, FilesVolume) and volume.secret:
+            for f in volume.files:
+                if f.data is None:
+                    raise ValueError(f"secret file {volume.name}/{f.path} has no content")
+                data[secret_key_for_file(volume.name, f.path)] = base64.b64encode(f.data).decode("ascii")
     return data
 
 
@@ -274,6 +366,57 @@ def _env_to_json(env: EnvVar) -> dict[str, Any]:
     return {"name": env.name, "value": env.value}
 
 
+def _mount_to_json(m: VolumeMount) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": m.name, "mountPath": m.mount_path}
+    if m.read_only is not None:
+        out["readOnly"] = m.read_only
+    if m.sub_path is not None:
+        out["subPath"] = m.sub_path
+    return out
+
+
+def _file_to_json(f: VolumeFile, *, secret: bool, public: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if not secret and f.data is not None:
+        text = _utf8(f.data) if public else None
+        if text is not None:
+            out["content"] = text
+        else:
+            out["contentBase64"] = base64.b64encode(f.data).decode("ascii")
+    out["mode"] = f.mode
+    return out
+
+
+def _utf8(data: bytes) -> str | None:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _volume_to_json(v: Volume, *, public: bool) -> dict[str, Any]:
+    if isinstance(v, EmptyDirVolume):
+        empty_dir: dict[str, Any] = {}
+        if v.medium is not StorageMedium.DEFAULT:
+            empty_dir["medium"] = v.medium.value
+        if v.size_limit_gib is not None:
+            empty_dir["sizeLimitGiB"] = decimal_to_json(v.size_limit_gib)
+        return {"name": v.name, "emptyDir": empty_dir}
+    out: dict[str, Any] = {"name": v.name}
+    if v.secret:
+        out["secret"] = True
+    out["files"] = {f.path: _file_to_json(f, secret=v.secret, public=public) for f in v.files}
+    return out
+
+
+def decode_base64(text: str) -> bytes | None:
+    """Strict base64 (the standard alphabet, padded), or None if ``text`` is not."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
 def _container_to_json(c: Container) -> dict[str, Any]:
     out: dict[str, Any] = {"name": c.name, "image": c.image}
     if c.command:
@@ -288,14 +431,18 @@ def _container_to_json(c: Container) -> dict[str, Any]:
     }
     if c.ports:
         out["ports"] = [{"port": p.port, "protocol": p.protocol.value} for p in c.ports]
+    if c.volume_mounts:
+        out["volumeMounts"] = [_mount_to_json(m) for m in c.volume_mounts]
     return out
 
 
-def _spec_to_json(spec: InstanceSpec) -> dict[str, Any]:
+def _spec_to_json(spec: InstanceSpec, *, public: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if spec.name is not None:
         out["name"] = spec.name
     out["containers"] = [_container_to_json(c) for c in spec.containers]
+    if spec.volumes:
+        out["volumes"] = [_volume_to_json(v, public=public) for v in spec.volumes]
     out["restartPolicy"] = spec.restart_policy.value
     if spec.image_registry_credentials:
         out["imageRegistryCredentials"] = [

@@ -38,6 +38,7 @@ from cis.domain.spec import (
     secret_key_for_env,
     secret_key_for_registry,
 )
+from cis.domain.spec_volumes import check_mounts, parse_mounts, parse_volumes
 from cis.domain.syntax import (
     cidr_problem,
     image_reference_problem,
@@ -69,6 +70,7 @@ _TOP = frozenset(
     {
         "name",
         "containers",
+        "volumes",
         "restartPolicy",
         "imageRegistryCredentials",
         "labels",
@@ -80,7 +82,7 @@ _TOP = frozenset(
         "clientToken",
     }
 )
-_CONTAINER = frozenset({"name", "image", "command", "args", "env", "resources", "ports"})
+_CONTAINER = frozenset({"name", "image", "command", "args", "env", "resources", "ports", "volumeMounts"})
 _DNS_LABEL_MSG = (
     "must be a DNS-1123 label: 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit"
 )
@@ -130,10 +132,13 @@ def parse(raw: Any, *, stored: bool, secrets: Mapping[str, str] | None) -> Insta
             seen_ports[key] = c.name
         containers.append(c)
     _check_totals(containers)
+    volumes = parse_volumes(body.get("volumes"), stored=stored, secrets=secrets)
+    check_mounts(tuple(containers), volumes)
     return InstanceSpec(
         containers=tuple(containers),
         name=name,
         restart_policy=_enum(body.get("restartPolicy", "Always"), "restartPolicy", RestartPolicy),
+        volumes=volumes,
         image_registry_credentials=_credentials(body.get("imageRegistryCredentials"), stored, secrets),
         labels=_labels(body.get("labels")),
         region=_optional_name(body, "region", parse_region_name),
@@ -211,6 +216,7 @@ def _container(raw: Any, path: str, stored: bool, secrets: Mapping[str, str] | N
         env=_env(body.get("env"), join(path, "env"), name, stored, secrets, budget),
         resources=_resources(body.get("resources"), join(path, "resources")),
         ports=_ports(body.get("ports"), join(path, "ports")),
+        volume_mounts=parse_mounts(body.get("volumeMounts"), join(path, "volumeMounts")),
     )
 
 

@@ -152,3 +152,43 @@ def is_registry_server(server: str) -> bool:
     """A registry host with optional port (``registry.example:5000``), no scheme or path:
     the form that prefixes image references, so a credential visibly matches its images."""
     return 0 < len(server) <= DNS1123_SUBDOMAIN_MAX and _REGISTRY_SERVER.fullmatch(server) is not None
+
+
+# --- paths ------------------------------------------------------------------------------------
+
+PATH_MAX = 1024
+PATH_COMPONENT_MAX = 255
+
+
+def relative_path_problem(path: str) -> str | None:
+    """Why ``path`` is not a clean relative path inside a directory, or None if it is.
+
+    ``conf/app.yaml`` is; ``/etc/x``, ``a/../b``, ``a//b``, ``./a`` and ``..data`` are not
+    (a component starting with ``..`` is reserved by the kubelet, which publishes volume
+    contents through ``..data`` links).
+    """
+    if not path:
+        return "must not be empty"
+    if len(path) > PATH_MAX:
+        return f"must be at most {PATH_MAX} characters"
+    if path.startswith("/"):
+        return "must be a relative path"
+    if "\x00" in path:
+        return "must not contain NUL"
+    for part in path.split("/"):
+        if part in ("", "."):
+            return "must not contain empty or '.' components"
+        if part.startswith(".."):
+            return "must not contain '..' or components starting with '..'"
+        if len(part) > PATH_COMPONENT_MAX:
+            return f"components must be at most {PATH_COMPONENT_MAX} characters"
+    return None
+
+
+def mount_path_problem(path: str) -> str | None:
+    """Why ``path`` is not an absolute mount point (``/data``), or None if it is."""
+    if not path.startswith("/"):
+        return "must be an absolute path"
+    if path.rstrip("/") == "":
+        return "must not be /"
+    return relative_path_problem(path.strip("/"))

@@ -146,3 +146,38 @@ def test_tenants_cannot_see_each_other(cis: CisProcess, tenant_key: str, other_t
     assert inst["id"] not in {i["id"] for i in globex.list_all()}
     assert acme.get(inst["id"])["id"] == inst["id"]
     acme.call("DELETE", f"/v1/instances/{inst['id']}")
+
+
+def test_security_groups_are_network_policies_collected_with_the_pod(
+    stack: Stack, cis: CisProcess, tenant_key: str
+) -> None:
+    c = Client(cis, tenant_key)
+    plain = c.wait_phase(c.create(small())["id"], "Running", 60)
+    guarded = c.wait_phase(c.create(small(
+        ingress=[{"cidr": "203.0.113.0/24", "ports": [443]}],
+        egress=[{"cidr": "198.51.100.0/24", "protocol": "UDP"}],
+    ))["id"], "Running", 60)
+
+    def policies(inst: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        cluster = stack.clusters[inst["status"]["cluster"]]
+        items = json.loads(cluster.kubectl("get", "networkpolicies", "-n", f"tenant-{inst['tenant']}", "-o", "json"))
+        return {p["metadata"]["name"]: p for p in items["items"]}
+
+    plain_pod = pod_of(stack, plain)
+    assert plain_pod is not None and plain_pod["metadata"]["labels"]["cis.io/egress"] == "default"
+    around_plain = policies(plain)
+    assert {"cis-tenant-isolation", "cis-default-egress"} <= set(around_plain)
+    assert plain["id"] not in around_plain  # default rules cost no policy of its own
+
+    guarded_pod = pod_of(stack, guarded)
+    assert guarded_pod is not None and "cis.io/egress" not in guarded_pod["metadata"]["labels"]
+    own = policies(guarded)[guarded["id"]]
+    assert own["spec"]["ingress"] == [{"from": [{"ipBlock": {"cidr": "203.0.113.0/24"}}],
+                                       "ports": [{"protocol": "TCP", "port": 443}]}]
+    assert own["spec"]["egress"] == [{"to": [{"ipBlock": {"cidr": "198.51.100.0/24"}}],
+                                      "ports": [{"protocol": "UDP"}]}]
+    assert own["metadata"]["ownerReferences"][0]["uid"] == guarded_pod["metadata"]["uid"]
+
+    c.ok("DELETE", f"/v1/instances/{guarded['id']}")
+    wait_for("instance gone", lambda: c.call("GET", f"/v1/instances/{guarded['id']}")[0] == 404, 60)
+    wait_for("its policy collected with its pod", lambda: guarded["id"] not in policies(guarded), 60)

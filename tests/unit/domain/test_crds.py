@@ -16,6 +16,7 @@ from cis.domain.tenants import parse_tenant_spec, tenant_to_resource
 from .builders import make_instance
 from .test_model import RICH_STATUS
 from .test_spec import FULL
+from .test_spec_volumes import WITH_VOLUMES
 from .test_tenants import SPEC as TENANT_SPEC
 
 CRDS = Path(__file__).resolve().parents[3] / "deploy" / "crds"
@@ -131,8 +132,8 @@ def test_tenant_crd_is_cluster_scoped() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [{"containers": [{"name": "a", "image": "nginx"}]}, FULL],
-    ids=["minimal", "full"],
+    [{"containers": [{"name": "a", "image": "nginx"}]}, FULL, WITH_VOLUMES],
+    ids=["minimal", "full", "volumes"],
 )
 def test_instance_resource_matches_the_schema(body: dict[str, Any]) -> None:
     resource = json.loads(json.dumps(instance_to_resource(make_instance(body, status=RICH_STATUS))))

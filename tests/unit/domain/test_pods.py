@@ -10,6 +10,7 @@ from cis.domain.ids import TenantName
 from cis.domain.pods import (
     PodSettings,
     container_allocations,
+    default_egress_policy,
     env_secret_manifest,
     instance_manifests,
     instance_network_policy,
@@ -17,6 +18,7 @@ from cis.domain.pods import (
     owned_by_pod,
     pod_manifest,
     pull_secret_manifest,
+    tenant_manifests,
     tenant_network_policy,
 )
 from cis.domain.sizes import parse_cpu, parse_memory
@@ -86,6 +88,7 @@ def test_labels_annotations_and_settings() -> None:
         "cis.io/instance": INSTANCE_ID,
         "cis.io/tenant": "acme",
         "cis.io/managed-by": "cis",
+        "cis.io/egress": "default",
     }
     assert meta["annotations"]["cis.io/instance-uid"] == "uid-1"
     assert spec["runtimeClassName"] == "kata-fc" and spec["terminationGracePeriodSeconds"] == 5
@@ -132,11 +135,13 @@ def test_secrets() -> None:
 def test_manifests_order_pod_last() -> None:
     kinds = [m["kind"] for m in instance_manifests(make_instance(FULL))]
     assert kinds == ["Secret", "Secret", "NetworkPolicy", "Pod"]
-    assert [m["kind"] for m in instance_manifests(make_instance())] == ["NetworkPolicy", "Pod"]
+    # Default rules: the tenant's policies cover it, no policy of its own.
+    assert [m["kind"] for m in instance_manifests(make_instance())] == ["Pod"]
 
 
 def test_owned_by_pod_copies() -> None:
-    np = instance_network_policy(make_instance())
+    np = instance_network_policy(make_instance(FULL))
+    assert np is not None
     owned = owned_by_pod(np, INSTANCE_ID, "pod-uid")
     assert owned["metadata"]["ownerReferences"][0] == {
         "apiVersion": "v1",
@@ -162,17 +167,41 @@ def test_tenant_isolation_policy() -> None:
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
 
 
-def test_instance_policy_default_egress_blocks_private_ranges() -> None:
-    spec = instance_network_policy(make_instance())["spec"]
-    assert spec["podSelector"] == {"matchLabels": {"cis.io/instance": INSTANCE_ID}}
-    assert spec["ingress"] == []  # nothing from outside the tenant
+def test_default_egress_is_the_tenants_policy_and_blocks_private_ranges() -> None:
+    assert instance_network_policy(make_instance()) is None
+    assert pod_manifest(make_instance())["metadata"]["labels"]["cis.io/egress"] == "default"
+    policy = default_egress_policy(TenantName("acme"))
+    assert policy["metadata"] == {"name": "cis-default-egress", "namespace": "tenant-acme",
+                                  "labels": {"cis.io/tenant": "acme", "cis.io/managed-by": "cis"}}
+    spec = policy["spec"]
+    assert spec["podSelector"] == {"matchLabels": {"cis.io/egress": "default"}}
+    assert spec["policyTypes"] == ["Egress"] and "ingress" not in spec
     v4, v6 = (peer["ipBlock"] for peer in spec["egress"][0]["to"])
     assert v4["cidr"] == "0.0.0.0/0" and "169.254.0.0/16" in v4["except"] and "10.0.0.0/8" in v4["except"]
     assert v6["cidr"] == "::/0" and "fc00::/7" in v6["except"]
+    kinds = [(m["kind"], m["metadata"]["name"]) for m in tenant_manifests(TenantName("acme"))]
+    assert kinds == [("Namespace", "tenant-acme"), ("NetworkPolicy", "cis-tenant-isolation"),
+                     ("NetworkPolicy", "cis-default-egress")]
+
+
+def test_only_ingress_rules_keep_default_egress() -> None:
+    inst = make_instance(raw_spec(ingress=[{"cidr": "203.0.113.0/24", "ports": [443]}]))
+    policy = instance_network_policy(inst)
+    assert policy is not None
+    assert policy["spec"]["policyTypes"] == ["Ingress"] and "egress" not in policy["spec"]
+    assert pod_manifest(inst)["metadata"]["labels"]["cis.io/egress"] == "default"
+
+
+def test_own_egress_leaves_the_default_egress_policy() -> None:
+    inst = make_instance(raw_spec(egress=[]))
+    assert "cis.io/egress" not in pod_manifest(inst)["metadata"]["labels"]
 
 
 def test_instance_policy_rules() -> None:
-    spec = instance_network_policy(make_instance(FULL))["spec"]
+    policy = instance_network_policy(make_instance(FULL))
+    assert policy is not None
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
     assert spec["ingress"] == [
         {
             "from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
@@ -186,5 +215,5 @@ def test_instance_policy_rules() -> None:
         {"to": [{"ipBlock": {"cidr": "10.1.0.0/16"}}]},  # ALL: no ports key
         {"to": [{"ipBlock": {"cidr": "2001:db8::/32"}}], "ports": [{"protocol": "UDP"}]},
     ]
-    closed = instance_network_policy(make_instance(raw_spec(egress=[])))["spec"]
-    assert closed["egress"] == []
+    closed = instance_network_policy(make_instance(raw_spec(egress=[])))
+    assert closed is not None and closed["spec"]["egress"] == []

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from tests.unit.vk_provider.builders import pod
 from vk_provider.env import EnvVar
-from vk_provider.quantity import cores, gib, parse_quantity
 from vk_provider.translate import (
     LABEL_NODE,
     LABEL_POD_KEY,
@@ -88,11 +86,14 @@ def mounted(volume: str) -> list[dict[str, Any]]:
     ({}, [{"name": "main", "image": "x", "readinessProbe": {"exec": {}}}], ["readinessProbe"], False),
     ({}, [{"name": "main", "image": "x", "resources": {"limits": {"nvidia.com/gpu": "1"}}}], ["resources"], True),
     (sa_volume(), mounted("kube-api-access-abcde"), ["serviceAccountToken"], False),
-    ({"volumes": [{"name": "scratch", "emptyDir": {}}]}, mounted("scratch"), ["emptyDir"], False),
-    ({"volumes": [{"name": "cfg", "configMap": {"name": "c"}}]}, mounted("cfg"), ["volumes"], True),
-    ({"volumes": [{"name": "cfg", "configMap": {"name": "c"}}]}, None, [], False),
+    ({"volumes": [{"name": "scratch", "emptyDir": {}}]}, mounted("scratch"), [], False),
+    ({"volumes": [{"name": "cfg", "configMap": {"name": "c"}}]}, mounted("cfg"), [], False),
+    ({"volumes": [{"name": "data", "hostPath": {"path": "/var"}}]}, mounted("data"), ["volumes"], True),
+    ({"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}]}, mounted("data"), ["volumes"],
+     True),
+    ({"volumes": [{"name": "data", "hostPath": {"path": "/var"}}]}, None, [], False),
 ], ids=["plain", "init", "host-network", "privileged", "security-context", "probe", "gpu", "sa-token",
-        "empty-dir", "configmap-volume", "unmounted-volume"])
+        "empty-dir", "configmap-volume", "host-path", "pvc", "unmounted-volume"])
 def test_pod_problems(spec: dict[str, Any], containers: list[dict[str, Any]] | None, features: list[str],
                       fatal: bool) -> None:
     problems = pod_problems(pod(containers=containers, **spec))
@@ -114,22 +115,3 @@ def test_registry_credentials_from_pull_secrets() -> None:
         {"server": "registry.example:5000", "username": "alice", "password": "pw1"},
         {"server": "quay.example", "username": "bob", "password": "pw2"},
     ]
-
-
-@pytest.mark.parametrize(("text", "value"), [
-    ("250m", Decimal("0.25")), ("1", Decimal(1)), ("1.5", Decimal("1.5")), ("1Ki", Decimal(1024)),
-    ("2Gi", Decimal(2 * 2**30)), ("1e3", Decimal(1000)), ("1k", Decimal(1000)), ("100n", Decimal("1e-7")),
-], ids=lambda v: str(v))
-def test_parse_quantity(text: str, value: Decimal) -> None:
-    assert parse_quantity(text) == value
-
-
-@pytest.mark.parametrize("text", ["", "abc", "1Zi", "--1"], ids=["empty", "letters", "unit", "sign"])
-def test_bad_quantities(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_quantity(text)
-
-
-def test_cores_and_gib_are_plain_decimals() -> None:
-    assert (cores("1500m"), cores("2"), gib("512Mi"), gib("1Gi"), gib("100Mi")) == (
-        "1.5", "2", "0.5", "1", "0.09765625")
