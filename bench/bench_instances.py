@@ -13,7 +13,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import re
 import shutil
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -51,7 +54,7 @@ async def baseline(stack: Stack, count: int) -> float:
 
         async def create(i: int) -> None:
             async with sem:
-                await cores[i % len(cores)].create_namespaced_pod("default", pod_body(f"bare-{i}"))
+                await cores[i % len(cores)].create_namespaced_pod("default", pod_body(f"bare-{i}"))  # type: ignore[arg-type]  # dicts are accepted
 
         await asyncio.gather(*(create(i) for i in range(count)))
         while True:
@@ -105,9 +108,35 @@ def through_cis(cis: CisProcess, key: str, count: int, label: str) -> float:
         n = min(1000, count - made)
         call(cis.url, key, "POST", "/v1/instances/batch", {"template": spec, "count": n})
         made += n
-    while count_phases(cis.url, key).get("Running", 0) < count:
+    print(f"  batch create returned after {time.monotonic() - t0:.1f}s", file=sys.stderr)
+    shown = 0.0
+    while (phases := count_phases(cis.url, key)).get("Running", 0) < count:
+        if time.monotonic() - shown >= 5:
+            shown = time.monotonic()
+            print(f"  {shown - t0:6.1f}s {phases}", file=sys.stderr)
         time.sleep(0.5)
     return time.monotonic() - t0
+
+
+def kube_requests(url: str) -> dict[tuple[str, str], float]:
+    """CIS's requests to Kubernetes so far, by (cluster, HTTP method), from /metrics."""
+    pattern = re.compile(r'^cis_kube_requests_total\{cluster="([^"]*)",method="([^"]*)"\} (\S+)$')
+    with urllib.request.urlopen(url + "/metrics", timeout=30) as resp:
+        text = resp.read().decode()
+    return {(m[1], m[2]): float(m[3]) for line in text.splitlines() if (m := pattern.match(line))}
+
+
+def print_requests_per_instance(before: dict[tuple[str, str], float], after: dict[tuple[str, str], float],
+                                count: int) -> None:
+    rows = sorted((k, v - before.get(k, 0.0)) for k, v in after.items())
+    per = ", ".join(f"{cluster} {method} {n / count:.2f}" for (cluster, method), n in rows if n)
+    print(f"CIS apiserver requests per instance: {per}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int) -> float:
@@ -129,13 +158,20 @@ def main() -> None:
                                 node_memory="8000Gi", node_pods=str(args.count), with_filebeat=False))
     stack.start()
     cis: CisProcess | None = None
+    finished = False
     try:
         base = asyncio.run(baseline(stack, args.count))
         register_backing_clusters(stack, max_pending=500)
         cis = start_cis(stack, workers=32)
         key = create_tenant(cis, "bench", quota={"maxInstances": 100000, "maxVcpu": 100000, "maxMemoryGiB": 400000},
                             createBurst=100000, createRatePerSecond=100000)
+        assert cis.process.popen is not None
+        before, cpu_before = kube_requests(cis.url), cpu_seconds(cis.process.popen.pid)
         took = through_cis(cis, key, args.count, "speed")
+        print_requests_per_instance(before, kube_requests(cis.url), args.count)
+        cpu = cpu_seconds(cis.process.popen.pid) - cpu_before
+        print(f"CIS process CPU: {cpu:.1f}s = {1000 * cpu / args.count:.1f} ms per instance "
+              f"({cpu / took:.0%} of one core over the run)")
         rate_base, rate_cis = args.count / base, args.count / took
         print(f"baseline bare pods : {args.count} Running in {base:6.1f}s = {rate_base:6.1f} pods/s")
         print(f"CIS batch create   : {args.count} Running in {took:6.1f}s = {rate_cis:6.1f} instances/s")
@@ -151,11 +187,15 @@ def main() -> None:
         phases = count_phases(cis.url, key)
         print(f"controller RSS with {sum(phases.values())} instances {phases}: "
               f"{rss_mib(cis.process.popen.pid):.0f} MiB")
+        finished = True
     finally:
         if cis is not None:
             cis.process.stop()
         stack.stop()
-        shutil.rmtree(args.run_dir, ignore_errors=True)
+        if finished:
+            shutil.rmtree(args.run_dir, ignore_errors=True)
+        else:
+            print(f"failed; logs kept in {args.run_dir / 'logs'}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,12 @@ import asyncio
 import contextlib
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
+from cis.decoded import DecodedInstances
 from cis.domain import errors
 from cis.domain.ids import (
     InstanceId,
@@ -24,7 +25,9 @@ from cis.domain.ids import (
     new_instance_id,
     tenant_namespace,
 )
+from cis.domain.listing import ListQuery, decode_continue, select_page
 from cis.domain.model import Instance, Phase, new_instance
+from cis.domain.selectors import parse_label_selector
 from cis.domain.spec import InstanceSpec, parse_spec
 from cis.domain.tenants import (
     Tenant,
@@ -86,13 +89,28 @@ def parse_batch(raw: Any) -> list[InstanceSpec]:
     return [template] * count
 
 
+class InstanceCache(Protocol):
+    """The process's informer view of every ContainerInstance, keyed `namespace/name`."""
+
+    @property
+    def objects(self) -> Mapping[str, dict[str, Any]]: ...
+
+    async def reflects(self, resource_version: int) -> bool:
+        """Whether the cache is usable, after waiting briefly for it to reflect
+        `resource_version`; False only before its first list."""
+        ...
+
+
 class InstanceService:
     def __init__(self, store: InstanceStore, tenants: TenantDirectory,
                  cached_instances: Callable[[TenantName], Iterable[Instance]],
                  regions: Callable[[], set[str]], *,
+                 cache: InstanceCache | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  random_bytes: Callable[[int], bytes] = os.urandom) -> None:
         self.store = store
+        self._cache = cache
+        self._decoded = DecodedInstances()
         self.tenants = tenants
         self._cached = cached_instances
         self._regions = regions
@@ -204,14 +222,24 @@ class InstanceService:
 
     async def list(self, principal: Principal, *, tenant: str | None, phase: str | None,
                    region: str | None, labels: str | None, limit: int, cont: str | None) -> Page:
+        if phase and phase not in {p.value for p in Phase}:
+            raise errors.InvalidInput("phase", f"one of {', '.join(p.value for p in Phase)}")
+        scope = self._scope(principal, tenant)
+        if self._cache is not None and await self._cache.reflects(self.store.last_write_rv):
+            query = ListQuery(namespace=tenant_namespace(scope) if scope else None,
+                              selector=parse_label_selector(labels or "", "labels"),
+                              phase=phase or None, region=region or None, limit=limit,
+                              after=decode_continue(cont) if cont else None)
+            raws, token = select_page(self._cache.objects, query)
+            decoded = [d for d in map(self._decoded.of, raws) if d is not None]
+            self._decoded.prune(self._cache.objects)
+            return Page([inst for inst, _ in decoded], token, public=[view for _, view in decoded])
         fields = []
         if phase:
-            if phase not in {p.value for p in Phase}:
-                raise errors.InvalidInput("phase", f"one of {', '.join(p.value for p in Phase)}")
             fields.append(f"status.phase={phase}")
         if region:
             fields.append(f"status.region={region}")
-        return await self.store.list(self._scope(principal, tenant), label_selector=labels or None,
+        return await self.store.list(scope, label_selector=labels or None,
                                      field_selector=",".join(fields) or None,
                                      limit=limit, continue_token=cont)
 

@@ -48,6 +48,28 @@ CRD_DIR = Path(__file__).resolve().parents[1] / "deploy" / "crds"
 
 
 @dataclass(frozen=True)
+class InformerInstances:
+    """The instance informer as the list endpoint's cache (see `cis.instances.InstanceCache`)."""
+
+    informer: Informer
+    # How long a list waits for the watch to deliver this process's own last write; past
+    # it, the list is served as the cache stands.
+    max_wait: float = 2.0
+
+    @property
+    def objects(self) -> dict[str, JSON]:
+        return self.informer.cache
+
+    async def reflects(self, resource_version: int) -> bool:
+        if not self.informer.synced.is_set():
+            return False
+        if not await self.informer.wait_for(resource_version, self.max_wait):
+            log.debug("instance cache behind revision %d after %.1fs; listing from it anyway",
+                        resource_version, self.max_wait)
+        return True
+
+
+@dataclass(frozen=True)
 class ServeSettings:
     kubeconfig: Path
     events_dir: Path
@@ -128,6 +150,14 @@ class Platform:
             r["clusters"].append({"name": rt.name, "healthy": rt.healthy})
         return sorted(regions.values(), key=lambda r: str(r["name"]))
 
+    def _kube_requests(self) -> dict[tuple[tuple[str, str], ...], float]:
+        clients = [self.kube] + [rt.client for rt in (self.controller.clusters.values() if self.controller else ())]
+        return {
+            (("cluster", client.name), ("method", method)): float(n)
+            for client in clients if client is not None
+            for method, n in client.requests.items()
+        }
+
     def _ready(self) -> dict[str, bool]:
         assert self.controller and self.tenants and self.elector
         assert self.instances is not None
@@ -147,16 +177,23 @@ class Platform:
         return out
 
     @contextlib.asynccontextmanager
-    async def _clients(self) -> AsyncIterator[KubeClient]:
+    async def _clients(self) -> AsyncIterator[tuple[KubeClient, KubeClient]]:
+        """The management cluster's client, and one for the Lease alone: a renewal must
+        never queue behind a burst of the controller's and the API's requests, or a busy
+        leader loses its lease."""
         kube = await KubeClient.from_kubeconfig(self.settings.kubeconfig, "management")
         try:
-            yield kube
+            lease_kube = await KubeClient.from_kubeconfig(self.settings.kubeconfig, "management-lease", pool=2)
+            try:
+                yield kube, lease_kube
+            finally:
+                await lease_kube.close()
         finally:
             await kube.close()
 
     async def run(self) -> None:
         s = self.settings
-        async with self._clients() as kube:
+        async with self._clients() as (kube, lease_kube):
             self.kube = kube
             await ensure_crds(kube)
             store = InstanceStore(kube)
@@ -167,12 +204,16 @@ class Platform:
             # Registered before the informer runs: the hub must see its first list.
             self.hub = WatchHub(self.instances)
             self.instance_listeners.append(self.hub.listener)
-            self.elector = LeaderElector(kube, SYSTEM_NAMESPACE, "cis-controller", s.identity)
+            self.elector = LeaderElector(lease_kube, SYSTEM_NAMESPACE, "cis-controller", s.identity)
             self.controller = Controller(kube, store, sink, self.instances, self.elector.leading, s.controller)
             instances = InstanceService(store, self.tenants, self._cached_instances,
-                                        lambda: {r["name"] for r in self._regions()})
+                                        lambda: {r["name"] for r in self._regions()},
+                                        cache=InformerInstances(self.instances))
             self.services = Services(instances=instances, tenants=self.tenants, metrics=self.metrics,
                                      regions=self._regions, ready=self._ready)
+            self.metrics.counter("cis_kube_requests_total",
+                                 "Requests to Kubernetes API servers by cluster and HTTP method",
+                                 self._kube_requests)
             es = AsyncElasticsearch(s.es_url) if s.es_url else None
             if es is not None:
                 await cis_logging.ensure_layout(es, cis_logging.EsLayout())

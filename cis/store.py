@@ -7,9 +7,10 @@ to a deterministic id and the stored spec fingerprint tells a retry from a confl
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,8 +24,9 @@ from cis.domain.model import (
     instance_to_resource,
     owner_reference,
     secret_resource,
-    status_to_json,
+    status_patch,
 )
+from cis.domain.timestamps import parse_optional
 from kubeio.client import JSON, Conflict, KubeClient, KubeError, NotFound, Unreachable
 
 log = logging.getLogger(__name__)
@@ -60,11 +62,21 @@ def translate(exc: KubeError, kind: str = "instance", name: str = "") -> errors.
 class Page:
     items: list[Instance]
     continue_token: str | None
+    # The items' REST representation when the lister had it at hand (memoised).
+    public: list[dict[str, Any]] | None = None
 
 
 class InstanceStore:
     def __init__(self, kube: KubeClient) -> None:
         self.kube = kube
+        # The newest revision this process wrote to a ContainerInstance: a list served from
+        # the informer's cache waits until the cache reflects it (read-your-writes).
+        self.last_write_rv = 0
+
+    def _wrote(self, raw: JSON) -> JSON:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            self.last_write_rv = max(self.last_write_rv, int(raw["metadata"]["resourceVersion"]))
+        return raw
 
     async def ensure_namespace(self, tenant: TenantName) -> None:
         ns = tenant_namespace(tenant)
@@ -94,11 +106,17 @@ class InstanceStore:
             # The controller owns status from here on (it may already be writing it);
             # the first reconcile records the Queued state and its event.
             body.pop("status")
-            stored = await self.kube.create(instances_path(ns), body)
+            stored = self._wrote(await self.kube.create(instances_path(ns), body))
         except KubeError as exc:
             raise translate(exc, "instance", instance.id) from exc
-        stored["status"] = status_to_json(instance.status)
-        result = instance_from_resource(stored, _secret_values(instance))
+        # What we sent plus what the server assigned: no need to decode the spec again.
+        meta = stored.get("metadata") or {}
+        result = replace(
+            instance,
+            uid=str(meta.get("uid", "")),
+            resource_version=meta.get("resourceVersion"),
+            created_at=parse_optional(meta.get("creationTimestamp")) or instance.created_at,
+        )
         if secret is not None:
             await self._adopt_secret(result)
         return result
@@ -160,27 +178,28 @@ class InstanceStore:
             "apiVersion": "cis.io/v1", "kind": "ContainerInstance",
             "metadata": {"name": instance.id, "namespace": instance.namespace,
                          "resourceVersion": instance.resource_version},
-            "status": status_to_json(instance.status),
+            "status": status_patch(instance.status),
         }
         try:
-            raw = await self.kube.patch(f"{instance_path(instance.tenant, instance.id)}/status", body)
+            raw = self._wrote(await self.kube.patch(f"{instance_path(instance.tenant, instance.id)}/status", body))
         except KubeError as exc:
             raise translate(exc, "instance", instance.id) from exc
-        return instance_from_resource(raw)
+        # The stored status is exactly the one we wrote: no need to decode the object again.
+        return replace(instance, resource_version=(raw.get("metadata") or {}).get("resourceVersion"))
 
     async def request_restart(self, instance: Instance) -> Instance:
         """Mark the instance for a restart; the controller recreates its pod."""
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         try:
-            raw = await self.kube.patch(instance_path(instance.tenant, instance.id),
-                                        {"metadata": {"annotations": {RESTART_ANNOTATION: stamp}}})
+            raw = self._wrote(await self.kube.patch(instance_path(instance.tenant, instance.id),
+                                                    {"metadata": {"annotations": {RESTART_ANNOTATION: stamp}}}))
         except KubeError as exc:
             raise translate(exc, "instance", instance.id) from exc
         return instance_from_resource(raw)
 
     async def delete(self, tenant: TenantName, instance_id: str) -> None:
         try:
-            await self.kube.call("DELETE", instance_path(tenant, instance_id))
+            self._wrote(await self.kube.call("DELETE", instance_path(tenant, instance_id)))
         except KubeError as exc:
             raise translate(exc, "instance", instance_id) from exc
 
@@ -196,8 +215,3 @@ class InstanceStore:
         except KubeError as exc:
             raise translate(exc, "instance", meta["name"]) from exc
 
-
-def _secret_values(instance: Instance) -> dict[str, str]:
-    from cis.domain.spec import secret_data
-
-    return secret_data(instance.spec)

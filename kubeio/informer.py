@@ -76,6 +76,47 @@ class Informer:
     cache: dict[str, JSON] = field(default_factory=dict)
     synced: asyncio.Event = field(default_factory=asyncio.Event)
     resource_version: str = ""
+    # Callers of `wait_for`: (target revision, future resolved once the cache reflects it).
+    _waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
+
+    async def wait_for(self, resource_version: int, timeout: float) -> bool:
+        """Whether the cache reflects `resource_version` (an etcd revision of an object this
+        informer watches, e.g. one we just wrote) or a later one, within `timeout` seconds."""
+        if self._reached(resource_version):
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        entry = (resource_version, waiter)
+        self._waiters.append(entry)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+
+    def _reached(self, resource_version: int) -> bool:
+        if not self.synced.is_set():
+            return False
+        try:
+            return int(self.resource_version) >= resource_version
+        except ValueError:
+            return False
+
+    def _advanced(self) -> None:
+        """Wake the `wait_for` callers whose revision the cache now reflects."""
+        if not self._waiters:
+            return
+        still = []
+        for target, waiter in self._waiters:
+            if self._reached(target):
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                still.append((target, waiter))
+        self._waiters = still
 
     async def run(self) -> None:
         attempt = 0
@@ -109,6 +150,7 @@ class Informer:
         for kind, obj in diff_relist(self.cache, items):
             await self._deliver(kind, obj)
         self.synced.set()
+        self._advanced()
 
     async def _list_and_watch(self) -> None:
         if not self.resource_version:
@@ -136,10 +178,14 @@ class Informer:
                 self.resource_version = obj["metadata"]["resourceVersion"]
                 if kind != "BOOKMARK":
                     await self._deliver(kind, obj)
+                self._advanced()
         finally:
             await lines.aclose()
 
     async def _deliver(self, kind: str, obj: JSON) -> None:
+        # Bookkeeping of server-side apply that no handler reads, often half an object's
+        # size: dropped before caching, as client-go's informers are usually told to.
+        obj.get("metadata", {}).pop("managedFields", None)
         key = object_key(obj)
         if kind == "MODIFIED" and is_older(obj, self.cache.get(key)):
             return  # the cache already holds a newer write of ours

@@ -28,6 +28,8 @@ class Metrics:
         default_factory=lambda: defaultdict(lambda: defaultdict(float)))
     help: dict[str, str] = field(default_factory=dict)
     gauges: dict[str, Callable[[], dict[tuple[tuple[str, str], ...], float]]] = field(default_factory=dict)
+    # Counters kept by their owners (e.g. each Kubernetes client), read at scrape time.
+    counter_reads: dict[str, Callable[[], dict[tuple[tuple[str, str], ...], float]]] = field(default_factory=dict)
 
     def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
         self.counters[name][tuple(sorted(labels.items()))] += value
@@ -39,9 +41,14 @@ class Metrics:
         self.help[name] = text
         self.gauges[name] = read
 
+    def counter(self, name: str, text: str, read: Callable[[], dict[tuple[tuple[str, str], ...], float]]) -> None:
+        self.help[name] = text
+        self.counter_reads[name] = read
+
     def render(self) -> str:
         lines: list[str] = []
-        for name, series in sorted(self.counters.items()):
+        counters = {**{n: dict(s) for n, s in self.counters.items()}, **{n: r() for n, r in self.counter_reads.items()}}
+        for name, series in sorted(counters.items()):
             lines.append(f"# HELP {name} {self.help.get(name, name)}")
             lines.append(f"# TYPE {name} counter")
             lines += [f"{name}{_labels(k)} {v:g}" for k, v in sorted(series.items())]

@@ -60,7 +60,8 @@ async def list_instances(request: web.Request) -> web.Response:
         principal(request), tenant=tenant_param(request), phase=request.query.get("phase"),
         region=request.query.get("region"), labels=request.query.get("labels"),
         limit=query_int(request, "limit", 100, 1, 1000), cont=request.query.get("continue"))
-    body: dict[str, Any] = {"items": [instance_to_public_json(i) for i in page.items]}
+    items = page.public if page.public is not None else [instance_to_public_json(i) for i in page.items]
+    body: dict[str, Any] = {"items": items}
     if page.continue_token:
         body["continue"] = page.continue_token
     return web.json_response(body)

@@ -38,7 +38,7 @@ def lease_expired(spec: JSON, now: datetime) -> bool:
 
 class LeaderElector:
     def __init__(self, kube: KubeClient, namespace: str, name: str, identity: str, *,
-                 duration: float = 15.0, renew_every: float = 5.0,
+                 duration: float = 15.0, renew_every: float = 5.0, retry_every: float = 1.0,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         if renew_every >= duration:
             raise ValueError("renew_every must be shorter than duration")
@@ -48,6 +48,7 @@ class LeaderElector:
         self.identity = identity
         self.duration = duration
         self.renew_every = renew_every
+        self.retry_every = retry_every
         self.clock = clock
         self.leading = asyncio.Event()
 
@@ -94,6 +95,9 @@ class LeaderElector:
                     log.info("lease %s: %s is now the leader", self.name, self.identity)
                 self.leading.set()
                 last_renew = now
-            elif self.leading.is_set() and now - last_renew > self.duration - self.renew_every:
-                raise LostLease(f"lost lease {self.name}")
+            elif self.leading.is_set():
+                if now - last_renew > self.duration - self.renew_every:
+                    raise LostLease(f"lost lease {self.name}")
+                await asyncio.sleep(self.retry_every)  # a leader retries a failed renewal soon
+                continue
             await asyncio.sleep(self.renew_every)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from typing import Any
 
 from cis.backing import CLUSTER_LABEL, SYSTEM_NAMESPACE, ClusterRuntime, cluster_from_secret
 from cis.controller.sink import EventSink
+from cis.decoded import DecodedInstances
 from cis.domain import errors
 from cis.domain.events import heartbeat_event, plan_events
 from cis.domain.ids import ClusterName, RegionName, ZoneName
@@ -39,6 +41,7 @@ from cis.domain.status import (
     status_from_pod,
     waiting_status,
 )
+from cis.instance_objects import ensure_instance_objects
 from cis.store import RESTART_ANNOTATION, InstanceStore
 from kubeio.client import JSON, Conflict, KubeClient, KubeError
 from kubeio.informer import Informer, object_key
@@ -62,6 +65,11 @@ class ControllerSettings:
     queued_retry: float = 5.0
     # A cluster unreachable this long has lost its pods; 3 missed 5 s probes plus slack.
     lost_after: timedelta = timedelta(seconds=20)
+    # Changes within one phase (a pending pod's conditions, a container's waiting reason)
+    # are written at most this often per instance; phase changes are written at once. A
+    # pod goes through several such steps in its first second, and every write is an
+    # apiserver round trip that a burst of thousands of instances pays for.
+    status_coalesce_seconds: float = 1.0
 
 
 def _mib(num_bytes: int) -> int:
@@ -121,6 +129,9 @@ class Controller:
         self._unreachable_since: dict[str, datetime] = {}
         # Queued instances that found no room, oldest first (a dict keeps insertion order).
         self._waiting: dict[str, None] = {}
+        # When each instance's status was last written (monotonic seconds), for coalescing.
+        self._written_at: dict[str, float] = {}
+        self._decoded = DecodedInstances()
         # Set by leader election; cluster views run on standbys too (the API uses them).
         self.may_lead = may_lead
         self.leading = asyncio.Event()
@@ -227,11 +238,11 @@ class Controller:
         raw = self.instances.cache.get(key)
         if raw is None:
             return
-        try:
-            inst = instance_from_resource(raw)
-        except (ValueError, errors.InvalidInput) as exc:
-            log.error("instance %s is malformed: %s", key, exc)
+        inst = self._decoded.instance(raw)
+        if inst is None:
+            log.error("instance %s is malformed; leaving it alone", key)
             return
+        self._decoded.prune(self.instances.cache)
         try:
             await self._reconcile(inst, raw)
         except (KubeError, errors.CisError) as exc:
@@ -272,6 +283,11 @@ class Controller:
                 await self._handle_lost(inst, now, "the pod disappeared")
             return
         new = status_from_pod(pod, inst.status, spec=inst.spec, now=now)
+        if new.phase is inst.status.phase and status_changed(inst.status, new):
+            wait = self._coalesce_wait(f"{inst.namespace}/{inst.id}")
+            if wait > 0:
+                self.queue.add_after(f"{inst.namespace}/{inst.id}", wait)
+                return
         if should_replace(
             inst.with_status(new), pod, now=now, unschedulable_timeout=self.settings.unschedulable_timeout
         ):
@@ -292,10 +308,24 @@ class Controller:
         if status is None or (not status_changed(inst.status, status)):
             return inst if status is None else inst.with_status(status)
         updated = await self.store.update_status(inst.with_status(status))
-        self.instances.cache[f"{inst.namespace}/{inst.id}"] = _merge_status(
-            self.instances.cache.get(f"{inst.namespace}/{inst.id}"), updated
-        )
+        key = f"{inst.namespace}/{inst.id}"
+        self.instances.cache[key] = _merge_status(self.instances.cache.get(key), updated)
+        self._note_written(key)
         return updated
+
+    def _coalesce_wait(self, key: str) -> float:
+        """Seconds until `key`'s status may be written again (0: now)."""
+        last = self._written_at.get(key)
+        if last is None:
+            return 0.0
+        return max(0.0, last + self.settings.status_coalesce_seconds - time.monotonic())
+
+    def _note_written(self, key: str) -> None:
+        now = time.monotonic()
+        self._written_at[key] = now
+        if len(self._written_at) > 4096:  # keep only entries that can still delay a write
+            horizon = now - self.settings.status_coalesce_seconds
+            self._written_at = {k: t for k, t in self._written_at.items() if t > horizon}
 
     # --- placement ----------------------------------------------------------------------
 
@@ -345,8 +375,7 @@ class Controller:
             if secrets
             else inst
         )
-        for manifest in instance_manifests(full.with_status(inst.status), settings):
-            await _ensure(rt.client, manifest)
+        await ensure_instance_objects(rt.client, instance_manifests(full.with_status(inst.status), settings))
 
     async def _delete_pod(self, rt: ClusterRuntime, inst: Instance) -> None:
         await rt.client.delete(f"/api/v1/namespaces/{inst.namespace}/pods/{inst.id}")

@@ -39,7 +39,7 @@ from cis.domain.ids import (
     tenant_namespace,
 )
 from cis.domain.sizes import Size
-from cis.domain.spec import InstanceSpec, secret_data, spec_fingerprint, spec_from_json
+from cis.domain.spec import InstanceSpec, is_file_key, secret_data, spec_fingerprint, spec_from_json
 from cis.domain.timestamps import format_optional, parse_optional
 
 GROUP = "cis.io"
@@ -211,6 +211,19 @@ def _container_status_to_json(c: ContainerStatus) -> dict[str, Any]:
             }
         )
     return out
+
+
+# Every key `status_to_json` may write. A status write names the absent ones as null: the
+# write is a JSON merge patch, which would otherwise keep a field the new status cleared.
+STATUS_FIELDS = (
+    "phase", "cluster", "region", "zone", "podIP", "reason", "message", "containers", "conditions",
+    "attempt", "queuedAt", "scheduledAt", "startedAt", "stoppedAt", "stopReason", "eventSeq",
+)
+
+
+def status_patch(status: InstanceStatus) -> dict[str, Any]:
+    """The CR status as a merge patch that leaves nothing of the previous status behind."""
+    return {**dict.fromkeys(STATUS_FIELDS), **status_to_json(status)}
 
 
 def status_to_json(status: InstanceStatus, *, public: bool = False) -> dict[str, Any]:
@@ -418,14 +431,16 @@ def secret_resource(instance: Instance) -> dict[str, Any] | None:
                 LABEL_MANAGED_BY: MANAGED_BY,
             },
         },
-        "data": {k: base64.b64encode(v.encode()).decode("ascii") for k, v in data.items()},
+        # File values are base64 already (files may be binary): stored as their bytes.
+        "data": {k: v if is_file_key(k) else base64.b64encode(v.encode()).decode("ascii") for k, v in data.items()},
     }
 
 
 def decode_secret_data(raw_secret: Mapping[str, Any]) -> dict[str, str]:
-    """The string values of a Secret as read back (base64 ``data``)."""
+    """The values of a Secret as read back (base64 ``data``): text, except files, which
+    stay base64 (the form ``secret_data`` gives them)."""
     data = raw_secret.get("data") or {}
-    return {k: base64.b64decode(v).decode() for k, v in data.items()}
+    return {k: v if is_file_key(k) else base64.b64decode(v).decode() for k, v in data.items()}
 
 
 def owner_reference(instance: Instance) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from cis.domain.ids import ClusterName, RegionName
 from cis.domain.model import (
     ANNOTATION_FINGERPRINT,
     FINALIZER,
+    STATUS_FIELDS,
     Condition,
     ContainerState,
     ContainerStatus,
@@ -24,6 +25,7 @@ from cis.domain.model import (
     owner_reference,
     secret_resource,
     status_from_json,
+    status_patch,
     status_to_json,
 )
 
@@ -167,3 +169,12 @@ def test_owner_reference_needs_a_uid() -> None:
     assert owner_reference(make_instance())["uid"] == "uid-1"
     with pytest.raises(ValueError):
         owner_reference(replace(make_instance(), uid=""))
+
+
+def test_status_patch_names_every_field_and_nulls_the_cleared_ones() -> None:
+    full = status_to_json(replace(RICH_STATUS, zone="eu-west-1a"))
+    assert set(full) == set(STATUS_FIELDS)  # the list covers every field a status can have
+    cleared = status_patch(replace(RICH_STATUS, reason=None, message=None, stopped_at=None, stop_reason=None))
+    assert set(cleared) == set(STATUS_FIELDS)
+    assert cleared["reason"] is None and cleared["message"] is None and cleared["stopReason"] is None
+    assert cleared["phase"] == "Failed" and cleared["eventSeq"] == 6

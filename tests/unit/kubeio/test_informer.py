@@ -1,10 +1,12 @@
-"""Pure parts of the informer: relist diffing and backoff."""
+"""Pure parts of the informer: relist diffing, backoff, waiting for a revision."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from kubeio.informer import backoff_delay, diff_relist, object_key
+from kubeio.informer import Informer, backoff_delay, diff_relist, object_key
 
 
 def obj(name: str, rv: str, ns: str | None = "default") -> dict[str, object]:
@@ -48,3 +50,37 @@ def test_is_older(incoming: str, cached: str | None, older: bool) -> None:
     from kubeio.informer import is_older
 
     assert is_older(obj("a", incoming), obj("a", cached) if cached else None) is older
+
+
+def _informer() -> Informer:
+    return Informer(client=None, path="/x", handler=None)  # type: ignore[arg-type]
+
+
+async def test_wait_for_is_immediate_when_the_cache_already_reflects_the_revision() -> None:
+    inf = _informer()
+    inf.synced.set()
+    inf.resource_version = "120"
+    assert await inf.wait_for(120, timeout=0.01)
+    assert await inf.wait_for(7, timeout=0.01)
+
+
+async def test_wait_for_resolves_when_the_watch_reaches_the_revision() -> None:
+    inf = _informer()
+    inf.synced.set()
+    inf.resource_version = "100"
+    waiting = asyncio.create_task(inf.wait_for(105, timeout=5))
+    await asyncio.sleep(0)
+    inf.resource_version = "104"
+    inf._advanced()
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    inf.resource_version = "105"
+    inf._advanced()
+    assert await waiting
+    assert not inf._waiters
+
+
+async def test_wait_for_times_out_and_forgets_its_waiter() -> None:
+    inf = _informer()
+    assert not await inf.wait_for(1, timeout=0.01)  # never synced
+    assert not inf._waiters
