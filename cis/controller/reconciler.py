@@ -25,7 +25,16 @@ from cis.decoded import DecodedInstances
 from cis.domain import errors
 from cis.domain.events import heartbeat_event, plan_events
 from cis.domain.ids import ClusterName, RegionName, ZoneName
-from cis.domain.model import FINALIZER, Instance, InstanceStatus, Phase, instance_from_resource
+from cis.domain.model import (
+    ANNOTATION_ADOPTED_AT,
+    ANNOTATION_ATTEMPT,
+    ANNOTATION_UID,
+    FINALIZER,
+    Instance,
+    InstanceStatus,
+    Phase,
+    instance_from_resource,
+)
 from cis.domain.placement import ClusterSnapshot, choose_cluster_for, explain_no_cluster
 from cis.domain.pods import PodSettings, instance_manifests, tenant_manifests
 from cis.domain.sizes import parse_cpu, parse_memory
@@ -41,6 +50,7 @@ from cis.domain.status import (
     status_from_pod,
     waiting_status,
 )
+from cis.domain.timestamps import format_timestamp, parse_optional
 from cis.instance_objects import ensure_instance_objects
 from cis.store import RESTART_ANNOTATION, InstanceStore
 from kubeio.client import JSON, Conflict, KubeClient, KubeError
@@ -70,6 +80,8 @@ class ControllerSettings:
     # pod goes through several such steps in its first second, and every write is an
     # apiserver round trip that a burst of thousands of instances pays for.
     status_coalesce_seconds: float = 1.0
+    # How long a new pod's first status write waits for the pod to run (see `_place`).
+    first_status_delay_seconds: float = 2.0
 
 
 def _mib(num_bytes: int) -> int:
@@ -131,6 +143,9 @@ class Controller:
         self._waiting: dict[str, None] = {}
         # When each instance's status was last written (monotonic seconds), for coalescing.
         self._written_at: dict[str, float] = {}
+        # Instances whose placement is not written yet: (cluster, monotonic time their pod
+        # was created, 0 while creating). See `_place`.
+        self._placing: dict[str, tuple[str, float]] = {}
         self._decoded = DecodedInstances()
         # Set by leader election; cluster views run on standbys too (the API uses them).
         self.may_lead = may_lead
@@ -330,34 +345,103 @@ class Controller:
     # --- placement ----------------------------------------------------------------------
 
     async def _place(self, inst: Instance, now: datetime) -> None:
-        snaps = [snapshot(rt) for rt in self.clusters.values()]
-        spread = {ClusterName(rt.name): rt.capacity().pods for rt in self.clusters.values()}
-        chosen = choose_cluster_for(inst, snaps, spread=spread)
+        """Create the pod of the next attempt, then let its first status write wait briefly:
+        a pod that runs within `first_status_delay_seconds` costs one status write instead
+        of two. Until that write, the pod itself records the placement (its uid and attempt
+        annotations), so a restarted controller adopts it instead of placing again."""
         key = f"{inst.namespace}/{inst.id}"
-        if chosen is None:
-            reason, message = explain_no_cluster(inst.size, snaps, region=inst.spec.region, zone=inst.spec.zone)
-            await self._commit(inst, waiting_status(inst.status, reason=reason, message=message), now)
-            self._waiting[key] = None
-            # A slow safety net; capacity changes wake waiting instances much sooner.
-            self.queue.add_after(key, self.settings.queued_retry)
+        placed = self._placed_pod(inst)
+        if placed is not None:
+            await self._adopt(inst, *placed, now)
             return
+        # A placement whose pod creation failed half-way goes to the same cluster again.
+        chosen: str | None = self._placing.get(key, ("", 0.0))[0]
+        if chosen not in self.clusters:
+            snaps = [snapshot(rt) for rt in self.clusters.values()]
+            spread = {ClusterName(rt.name): rt.capacity().pods for rt in self.clusters.values()}
+            chosen = choose_cluster_for(inst, snaps, spread=spread)
+            if chosen is None:
+                reason, message = explain_no_cluster(inst.size, snaps, region=inst.spec.region, zone=inst.spec.zone)
+                await self._commit(inst, waiting_status(inst.status, reason=reason, message=message), now)
+                self._waiting[key] = None
+                # A slow safety net; capacity changes wake waiting instances much sooner.
+                self.queue.add_after(key, self.settings.queued_retry)
+                return
         self._waiting.pop(key, None)
         rt = self.clusters[chosen]
+        earlier = rt.pods.cache.get(key)
+        if earlier is not None:
+            await self._take_over_or_remove(inst, rt, earlier, now)
+            return
+        self._placing[key] = (chosen, 0.0)
         # Reserve at once, so the next placement in this burst sees the room as taken.
         rt.in_flight[inst.id] = (inst.size.cpu_millis, inst.size.memory_mib * 1024 * 1024)
         try:
-            new = scheduled_status(
-                inst.status,
-                cluster=chosen,
-                region=RegionName(rt.cfg.region),
-                zone=ZoneName(rt.cfg.zone) if rt.cfg.zone else None,
-                now=now,
-            )
-            inst = await self._commit(inst, new, now)
-            await self._create_pod(rt, inst)
+            await self._create_pod(rt, inst.with_status(self._scheduled(inst, rt, now)))
         except BaseException:
             rt.in_flight.pop(inst.id, None)
             raise
+        self._placing[key] = (chosen, time.monotonic())
+        self.queue.add_after(key, self.settings.first_status_delay_seconds)
+
+    async def _take_over_or_remove(self, inst: Instance, rt: ClusterRuntime, pod: JSON, now: datetime) -> None:
+        """A pod of an earlier attempt holds the instance's name on the chosen cluster
+        (typically: the cluster came back after the instance was declared lost). Still alive,
+        it becomes the new attempt's pod, as a kubelet keeps a node's pods when the node
+        returns; that attempt is billed from now, since the earlier one was billed up to the
+        loss. Ended, terminating or another instance's: removed, and its DELETED event brings
+        the instance back here."""
+        key = f"{inst.namespace}/{inst.id}"
+        meta = pod.get("metadata") or {}
+        ended = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+        if (meta.get("annotations") or {}).get(ANNOTATION_UID) == inst.uid and not ended \
+                and meta.get("deletionTimestamp") is None:
+            await rt.client.patch(f"/api/v1/namespaces/{inst.namespace}/pods/{inst.id}", {"metadata": {"annotations": {
+                ANNOTATION_ATTEMPT: str(inst.status.attempt + 1), ANNOTATION_ADOPTED_AT: format_timestamp(now)}}})
+            self._placing[key] = (rt.name, 0.0)  # adopted when its MODIFIED event arrives
+            return
+        await self._delete_pod(rt, inst)
+        self._placing.pop(key, None)
+        self.queue.add_after(key, self.settings.queued_retry)
+
+    def _scheduled(self, inst: Instance, rt: ClusterRuntime, now: datetime) -> InstanceStatus:
+        return scheduled_status(
+            inst.status,
+            cluster=ClusterName(rt.name),
+            region=RegionName(rt.cfg.region),
+            zone=ZoneName(rt.cfg.zone) if rt.cfg.zone else None,
+            now=now,
+        )
+
+    def _placed_pod(self, inst: Instance) -> tuple[ClusterRuntime, JSON] | None:
+        """The pod of the instance's next attempt, created before its placement was written."""
+        attempt = str(inst.status.attempt + 1)
+        for rt in self.clusters.values():
+            pod = rt.pods.cache.get(f"{inst.namespace}/{inst.id}")
+            annotations = (pod or {}).get("metadata", {}).get("annotations") or {}
+            if annotations.get(ANNOTATION_UID) == inst.uid and annotations.get(ANNOTATION_ATTEMPT) == attempt:
+                return rt, pod or {}
+        return None
+
+    async def _adopt(self, inst: Instance, rt: ClusterRuntime, pod: JSON, now: datetime) -> None:
+        """Write the placement together with what the pod has reached by now."""
+        key = f"{inst.namespace}/{inst.id}"
+        meta = pod["metadata"]
+        began = (
+            parse_optional((meta.get("annotations") or {}).get(ANNOTATION_ADOPTED_AT))
+            or parse_optional(meta.get("creationTimestamp"))
+            or now
+        )
+        new = status_from_pod(pod, self._scheduled(inst, rt, began), spec=inst.spec, now=now)
+        if new.started_at is not None and new.started_at < began:  # a taken-over pod: billed from `began`
+            new = replace(new, started_at=began)
+        created_here = self._placing.get(key, ("", 0.0))[1]  # 0: adopted after a restart
+        wait = created_here + self.settings.first_status_delay_seconds - time.monotonic() if created_here else 0.0
+        if new.phase is Phase.SCHEDULED and new.reason is None and wait > 0:
+            self.queue.add_after(key, wait)  # still starting: one write once it runs, or soon
+            return
+        await self._commit(inst, new, now)
+        self._placing.pop(key, None)
 
     async def _create_pod(self, rt: ClusterRuntime, inst: Instance) -> None:
         settings = PodSettings(runtime_class_name=rt.cfg.runtime_handler)
@@ -423,6 +507,11 @@ class Controller:
         if rt is not None and not self._lost(rt, now) and self._pod(rt, inst) is not None:
             await self._delete_pod(rt, inst)
             return  # the pod's DELETED event brings us back
+        placed = self._placed_pod(inst)
+        if placed is not None and not self._lost(placed[0], now):  # created, placement not yet written
+            await self._delete_pod(placed[0], inst)
+            return
+        self._placing.pop(f"{inst.namespace}/{inst.id}", None)
         await self._commit(inst, None, now)  # instance.deleted
         await self.store.remove_finalizer(raw, FINALIZER)
 

@@ -54,6 +54,9 @@ LABEL_MANAGED_BY = "cis.io/managed-by"
 MANAGED_BY = "cis"
 ANNOTATION_UID = "cis.io/instance-uid"
 ANNOTATION_ATTEMPT = "cis.io/attempt"
+# On a pod taken over by a later attempt (its cluster came back after the instance was
+# declared lost): when that attempt began, which is where its billing starts.
+ANNOTATION_ADOPTED_AT = "cis.io/adopted-at"
 ANNOTATION_FINGERPRINT = "cis.io/spec-fingerprint"
 FINALIZER = "cis.io/cleanup"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -81,11 +82,16 @@ def test_losing_a_backing_cluster_replaces_instances_and_reports_lost_ones(
         unpinned = c.create(small())["id"]
         c.wait_phase(unpinned, "Running", 60)
     finally:
+        back_at = datetime.now(UTC)
         lost.apiserver.start()
         lost.wait_apiserver()
     moved = c.wait_phase(movable, "Running", 120)
     assert moved["status"]["cluster"] == "region-a"
     assert moved["status"]["attempt"] >= 2
+    # Its pod kept running on the returning cluster and was taken over; the new attempt is
+    # billed from then on, never again for the time the lost attempt was billed.
+    started = datetime.fromisoformat(moved["status"]["startedAt"].replace("Z", "+00:00"))
+    assert started >= back_at - timedelta(seconds=1)
     kinds = [e["event"]["kind"] for e in lifecycle_events(stack) if e["instance"]["id"] == once]
     assert "instance.stopped" in kinds
     for iid in (movable, once, fresh, unpinned):
