@@ -283,13 +283,18 @@ def env_secret_manifest(instance: Instance) -> dict[str, Any] | None:
                 if e.secret_value is None:
                     raise ValueError(f"secret value of {c.name}/{e.name} was not loaded")
                 data[secret_key_for_env(c.name, e.name)] = _b64(e.secret_value)
+    return _opaque_secret(instance, env_secret_name(instance.id), data)
+
+
+def _opaque_secret(instance: Instance, name: str, data: dict[str, str]) -> dict[str, Any] | None:
+    """An Opaque Secret of the instance's, or None when there is nothing to keep in it."""
     if not data:
         return None
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
-        "metadata": _metadata(instance, env_secret_name(instance.id)),
+        "metadata": _metadata(instance, name),
         "data": data,
     }
 
@@ -328,15 +333,7 @@ def files_secret_manifest(instance: Instance) -> dict[str, Any] | None:
                 if f.data is None:
                     raise ValueError(f"content of {v.name}/{f.path} was not loaded")
                 data[file_key(v.name, i)] = _b64(f.data)
-    if not data:
-        return None
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "Opaque",
-        "metadata": _metadata(instance, files_secret_name(instance.id)),
-        "data": data,
-    }
+    return _opaque_secret(instance, files_secret_name(instance.id), data)
 
 
 # --- network policies ----------------------------------------------------------------------
