@@ -95,8 +95,11 @@ def parse_time(value: object, *, field: str) -> datetime:
 
 def format_time(value: datetime) -> str:
     """Render a UTC datetime the way Elasticsearch and the events do: `...Z`, ms precision."""
-    text = value.astimezone(UTC).isoformat(timespec="milliseconds")
-    return text.removesuffix("+00:00") + "Z"
+    # Usage documents carry four times each, so the common case (already UTC) skips the
+    # conversion; an aware UTC isoformat always ends in "+00:00".
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def _optional_time(raw: Mapping[str, Any], key: str) -> datetime | None:

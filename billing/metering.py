@@ -53,6 +53,8 @@ DAY = 86_400
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _EPOCH_ORDINAL = _EPOCH.toordinal()
+_ZERO = Decimal(0)
+_ZERO_AMOUNT = Decimal("0.000000")
 
 
 class Flag(StrEnum):
@@ -62,12 +64,18 @@ class Flag(StrEnum):
     OVERLAP_TRIMMED = "overlap_trimmed"  # seconds another run already billed were removed
 
 
+_NO_FLAGS: frozenset[Flag] = frozenset()
+
+
 @dataclass(frozen=True, slots=True)
 class Window:
     """The half-open billing window `[start, end)`, in whole UTC seconds."""
 
     start: datetime
     end: datetime
+    # The same bounds in epoch seconds, computed once: every instance of a run needs them.
+    start_s: int = dataclasses.field(init=False, repr=False, compare=False)
+    end_s: int = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("start", "end"):
@@ -78,6 +86,8 @@ class Window:
                 raise InvalidInput("must be a whole second", field=f"window.{name}")
         if self.start >= self.end:
             raise InvalidInput("window start must be before its end", field="window")
+        object.__setattr__(self, "start_s", epoch_seconds(self.start))
+        object.__setattr__(self, "end_s", epoch_seconds(self.end))
 
     def days(self) -> list[date]:
         """The UTC days the window touches, in order."""
@@ -244,7 +254,7 @@ def build_runs(
                 memory_gib=obs.memory_gib,
                 start=obs.started_at,
                 end=max(end, obs.started_at),  # a stop before its start (skew) bills nothing
-                flags=frozenset(flags),
+                flags=frozenset(flags) if flags else _NO_FLAGS,
                 reason=obs.reason,
             )
         )
@@ -265,6 +275,8 @@ def billed_span(run: Run) -> tuple[int, int]:
 
 def trim_overlaps(runs: Sequence[Run]) -> list[tuple[Run, int, int]]:
     """Rule 5: the spans to bill, each second at most once; the earlier run keeps a second."""
+    if len(runs) == 1:  # most instances: nothing can overlap (same result as the loop below)
+        return [(runs[0], *billed_span(runs[0]))]
     spans = sorted(((billed_span(run), index, run) for index, run in enumerate(runs)))
     result: list[tuple[Run, int, int]] = []
     billed_until: int | None = None
@@ -306,7 +318,7 @@ def _line_items(run: Run, start: int, end: int, prices: PriceTable) -> Iterable[
 
 def _record(day: date, items: list[tuple[Run, LineItem]], prices: PriceTable, window: Window) -> UsageRecord:
     run = items[0][0]
-    seconds, vcpu_seconds, gib_seconds, amount = 0, Decimal(0), Decimal(0), Decimal("0.000000")
+    seconds, vcpu_seconds, gib_seconds, amount = 0, _ZERO, _ZERO, _ZERO_AMOUNT
     flags: set[str] = set()
     for item_run, line in items:
         seconds += line.seconds
@@ -328,15 +340,82 @@ def _record(day: date, items: list[tuple[Run, LineItem]], prices: PriceTable, wi
         amount=amount,
         currency=prices.currency,
         flags=tuple(sorted(flags)),
-        lines=tuple(line for _, line in items),
+        lines=tuple([line for _, line in items]),
         # A past day is complete whatever the window end; stable content lets a rerun
         # recognise an unchanged record and skip writing it.
         covered_until=min(window.end, day_end),
     )
 
 
+def meter_single_run(obs: RunObservation, prices: PriceTable, window: Window) -> InstanceUsage | None:
+    """`meter_instance([obs])` for the common case, or None when it does not apply.
+
+    Most instances have one run that was started and stopped (so no flag can arise) and
+    whose billed seconds inside the window fall on one UTC day at one price version. Then
+    rules 3-6 are arithmetic on one span, and building the same objects directly is
+    several times cheaper than the general path. Anything else returns None and goes the
+    general way; the unit tests check both agree, on generated runs too.
+    """
+    stopped = obs.stopped_at
+    if stopped is None or not (obs.has_start or obs.started_at < window.start):
+        return None
+    run = Run(
+        uid=obs.uid,
+        instance_id=obs.instance_id,
+        tenant=obs.tenant,
+        region=obs.region,
+        cluster=obs.cluster,
+        cpu=obs.cpu,
+        memory_gib=obs.memory_gib,
+        start=obs.started_at,
+        end=max(stopped, obs.started_at),
+        flags=_NO_FLAGS,
+        reason=obs.reason,
+    )
+    first, last = billed_span(run)
+    start, end = max(first, window.start_s), min(last, window.end_s)
+    if start >= end:  # no billable second inside the window
+        return InstanceUsage(runs=(run,), records=(), flagged=())
+    day_start = start - start % DAY
+    if end > day_start + DAY:
+        return None
+    segments = prices.segments(run.region, start, end)  # raises NoPrice like the general path
+    if len(segments) != 1:
+        return None
+    version = segments[0].version
+    seconds = end - start
+    line = LineItem(
+        start=from_epoch(start),
+        end=from_epoch(end),
+        seconds=seconds,
+        cpu=run.cpu,
+        memory_gib=run.memory_gib,
+        price_from=version.effective_from,
+        vcpu_second=version.vcpu_second,
+        gib_second=version.gib_second,
+        amount=version.line_amount(seconds, run.cpu, run.memory_gib),
+    )
+    record = UsageRecord(
+        uid=run.uid,
+        instance_id=run.instance_id,
+        tenant=run.tenant,
+        region=run.region,
+        cluster=run.cluster,
+        day=from_epoch(day_start).date(),
+        seconds=seconds,
+        vcpu_seconds=_ZERO + seconds * run.cpu,  # the same sums `_record` computes
+        gib_seconds=_ZERO + seconds * run.memory_gib,
+        amount=_ZERO_AMOUNT + line.amount,
+        currency=prices.currency,
+        flags=(),
+        lines=(line,),
+        covered_until=min(window.end, from_epoch(day_start + DAY)),
+    )
+    return InstanceUsage(runs=(run,), records=(record,), flagged=())
+
+
 def meter_instance(
-    observations: Iterable[RunObservation],
+    observations: Sequence[RunObservation],
     prices: PriceTable,
     window: Window,
     *,
@@ -347,8 +426,23 @@ def meter_instance(
     Raises `NoPrice` when a billable second has no price; the caller decides whether that
     fails the run or only this instance.
     """
+    if len(observations) == 1:  # `ended_at` only ever closes a run without a stop
+        usage = meter_single_run(observations[0], prices, window)
+        if usage is not None:
+            return usage
+    return meter_runs(observations, prices, window, ended_at=ended_at)
+
+
+def meter_runs(
+    observations: Iterable[RunObservation],
+    prices: PriceTable,
+    window: Window,
+    *,
+    ended_at: datetime | None = None,
+) -> InstanceUsage:
+    """The general path of `meter_instance`: any number of runs, every rule applied in turn."""
     runs = build_runs(observations, window=window, ended_at=ended_at)
-    ws, we = epoch_seconds(window.start), epoch_seconds(window.end)
+    ws, we = window.start_s, window.end_s
     by_day: dict[date, list[tuple[Run, LineItem]]] = {}
     final_runs: list[Run] = []
     for run, start, end in trim_overlaps(runs):

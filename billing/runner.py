@@ -29,7 +29,7 @@ from billing.errors import BillingError, InvalidInput
 from billing.events import InstanceUid, format_time
 from billing.metering import DAY, InstanceUsage, Run, Window, meter_instance
 from billing.prices import PriceTable, epoch_seconds, from_epoch
-from billing.usage import split_record_id
+from billing.usage import EncodedRecord, split_record_id
 
 log = logging.getLogger(__name__)
 
@@ -148,16 +148,16 @@ async def meter_page(
 
 
 def _collect(
-    usage: InstanceUsage, stored: dict[str, store.StoredUsage], buffer: list[dict[str, Any]], summary: RunSummary
+    usage: InstanceUsage, stored: dict[str, store.StoredUsage], buffer: list[EncodedRecord], summary: RunSummary
 ) -> None:
     """Account one instance's usage; queue the records whose content changed."""
     for record in usage.records:
         summary.seconds += record.seconds
         summary.amount += record.amount
-        doc = record.to_doc()
-        before = stored.pop(record.record_id, None)
-        if before is None or before.digest != doc["digest"]:
-            buffer.append(doc)
+        encoded = record.encode()
+        before = stored.pop(encoded.record_id, None)
+        if before is None or before.digest != encoded.digest:
+            buffer.append(encoded)
         else:
             summary.records_unchanged += 1
     summary.flagged_count += len(usage.flagged)
@@ -193,14 +193,14 @@ async def run_billing(
     # What is stored now; every record this run produces is taken out, the rest is stale.
     stored = await store.stored_usage(es, days[0], days[-1], indices.usage)
     keep: set[str] = set()  # instances that could not be billed keep their records
-    buffer: list[dict[str, Any]] = []
+    buffer: list[EncodedRecord] = []
     # Bulk writes run in the background, at most `writes_in_flight` at once, so
     # Elasticsearch indexes one batch while Python meters the next page.
     gate = asyncio.Semaphore(writes_in_flight)
 
-    async def write(docs: list[dict[str, Any]]) -> None:
+    async def write(records: list[EncodedRecord]) -> None:
         try:
-            await store.write_usage(es, docs, indices.usage)
+            await store.write_usage(es, records, indices.usage)
         finally:
             gate.release()
 
@@ -213,6 +213,7 @@ async def run_billing(
                     summary.records_written += len(buffer)
                     writes.create_task(write(buffer[:]), name="billing-usage-bulk")
                     buffer.clear()
+                    await store.send_pending()  # indexing starts now, not after the page
 
             async with store.RunScan(es, window.start, window.end, indices=indices, settings=settings) as scan:
                 async with contextlib.aclosing(scan.pages()) as pages:

@@ -5,11 +5,13 @@ Reading never loads a whole window: a point in time (PIT) pins one consistent vi
 uid order (see `billing.queries` for why runs and not raw events: it is the same
 reduction metering does, and it keeps heartbeats off the wire). While the caller meters
 one page, the next is already being computed, so Elasticsearch and Python work at the
-same time. Memory is bounded by one page (`ScanSettings.run_page`).
+same time (`send_pending` makes sure the request has left before metering starts).
+Memory is bounded by one page (`ScanSettings.run_page`).
 
 Writes go to `cis-usage` with `_id = <uid>-<YYYY-MM-DD>` and the `index` op type, so
 re-running a period overwrites documents instead of adding any; each record carries a
-digest of its content so a rerun can skip records that did not change.
+digest of its content so a rerun can skip records that did not change. Records arrive
+already encoded (`UsageRecord.encode`) and the bulk body is joined from them as is.
 
 Library exceptions become `billing.errors.Temporary` / `Permanent` here, at the edge.
 Retries of single requests are the client's (`connect` configures them in one place).
@@ -20,10 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from json.encoder import encode_basestring_ascii as _json_string  # str -> quoted JSON
 from types import TracebackType
 from typing import Any
 
@@ -34,7 +37,7 @@ from billing import queries
 from billing.errors import InvalidInput, Permanent, Temporary
 from billing.events import TenantId
 from billing.metering import RunObservation
-from billing.usage import USAGE_MAPPING, UsageRecord
+from billing.usage import USAGE_MAPPING, EncodedRecord, UsageRecord
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,20 @@ def _translated(what: str) -> Iterator[None]:
         raise Permanent(f"{what}: Elasticsearch answered {status}: {reason}") from exc
     except elasticsearch.TransportError as exc:
         raise Temporary(f"{what}: Elasticsearch unreachable: {exc!s:.300}") from exc
+
+
+async def send_pending() -> None:
+    """Give tasks that were just created a few loop turns to send their requests.
+
+    Metering runs synchronously for a whole page; a request task created just before it
+    would otherwise reach Elasticsearch only afterwards, and the two would take turns
+    instead of working at the same time.
+    """
+    for _ in range(_SEND_TURNS):
+        await asyncio.sleep(0)
+
+
+_SEND_TURNS = 3  # aiohttp needs a couple of turns from create_task to the bytes on the socket
 
 
 # --- runs ------------------------------------------------------------------------------------
@@ -185,6 +202,7 @@ class RunScan:
                 buckets, after = await pending
                 if after is not None:
                     pending = asyncio.create_task(self._fetch(after), name="billing-runs-page")
+                    await send_pending()  # so Elasticsearch computes it while this page is metered
                 page = RunPage()
                 if held is not None:
                     page.runs[held[0]] = held[1]
@@ -196,6 +214,7 @@ class RunScan:
                         page.invalid.append(f"{bucket.get('key')!s:.200}: {exc!s:.200}")
                         continue
                     page.runs.setdefault(obs.uid, []).append(obs)
+                del buckets  # not kept alive while the page is metered (less for the GC to scan)
                 if after is None:
                     yield page
                     return
@@ -236,21 +255,32 @@ async def ensure_usage_index(es: AsyncElasticsearch, index: str = USAGE_INDEX) -
                 raise
 
 
-async def write_usage(es: AsyncElasticsearch, docs: Sequence[Mapping[str, Any]], index: str = USAGE_INDEX) -> None:
-    """Index usage documents (`UsageRecord.to_doc()`) by record id: overwrite, never add."""
-    if not docs:
+def bulk_body(records: Sequence[EncodedRecord]) -> bytes:
+    """The NDJSON body indexing `records` by record id (the index is named in the URL).
+
+    Built from the already encoded sources, so no document is serialized twice.
+    """
+    lines: list[str] = []
+    for record in records:
+        lines.append(f'{{"index":{{"_id":{_json_string(record.record_id)}}}}}')
+        lines.append(record.source)
+    lines.append("")
+    return "\n".join(lines).encode("ascii")
+
+
+async def write_usage(es: AsyncElasticsearch, records: Sequence[EncodedRecord], index: str = USAGE_INDEX) -> None:
+    """Index usage documents (`UsageRecord.encode()`) by record id: overwrite, never add."""
+    if not records:
         return
-    operations: list[Mapping[str, Any]] = []
-    for doc in docs:
-        operations.append({"index": {"_index": index, "_id": doc["record_id"]}})
-        operations.append(doc)
     with _translated("writing usage records"):
-        resp = await es.bulk(operations=operations, filter_path="errors,items.*.error,items.*.status")
+        # A ready NDJSON body: the client passes bytes through unchanged.
+        body: Any = bulk_body(records)
+        resp = await es.bulk(index=index, operations=body, filter_path="errors,items.*.error,items.*.status")
     if resp.get("errors"):
         failed = [item for item in resp["items"] if next(iter(item.values())).get("error")]
         first = next(iter(failed[0].values()))
         status = int(first.get("status", 500))
-        message = f"{len(failed)} of {len(docs)} usage records failed, first: {first['error']!s:.300}"
+        message = f"{len(failed)} of {len(records)} usage records failed, first: {first['error']!s:.300}"
         raise Temporary(message) if status in (429, 503) else Permanent(message)
 
 

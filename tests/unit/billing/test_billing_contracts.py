@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -71,6 +72,31 @@ def test_usage_document_round_trips() -> None:
     # 1800 s at 0.000006 + 1801 s at 0.000012 = 0.0108 + 0.021612
     assert (doc["amount"], doc["amount_micros"], doc["seconds"]) == ("0.032412", 32412, 3601)
     assert UsageRecord.from_doc(doc) == record
+
+
+def _records() -> list[Any]:
+    """Records of every shape: flags, several lines, non-ASCII and quoted names, odd decimals."""
+    window = Window(t("11-21 00:00:00"), t("11-23 00:00:00"))
+    events = {
+        "price-change": run_events(t("11-21 11:30:00"), t("11-21 12:30:00.5"), region="r2"),
+        "two-days": run_events(t("11-21 23:00:00"), t("11-22 01:30:00")),
+        "flagged": run_events(t("11-21 10:00:00"), None, heartbeats=(t("11-21 10:05:00"),)),
+        "odd-names": run_events(t("11-21 10:00:00"), t("11-21 10:00:07"), tenant='ac"me\\é', cluster="ä ☃"),
+        "odd-decimals": run_events(t("11-21 10:00:00"), t("11-21 11:00:00"), cpu="1E+1", memory_gib="0.50"),
+    }
+    return [
+        pytest.param(record, id=f"{name}-{record.day}")
+        for name, raws in events.items()
+        for record in meter_events(parsed(raws), prices(), window).records
+    ]
+
+
+@pytest.mark.parametrize("record", _records())
+def test_encoded_record_is_the_standard_json_of_its_document(record: UsageRecord) -> None:
+    encoded, doc = record.encode(), record.to_doc()
+    assert encoded.source == json.dumps(doc, ensure_ascii=True, separators=(",", ":"))
+    assert (encoded.record_id, encoded.digest) == (doc["record_id"], doc["digest"])
+    assert json.loads(encoded.source) == doc and UsageRecord.from_doc(doc) == record
 
 
 def test_record_ids_split_back() -> None:

@@ -8,6 +8,7 @@ dates as epoch milliseconds, `max` values as floats).
 from __future__ import annotations
 
 import contextlib
+import json
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -16,10 +17,10 @@ import pytest
 
 from billing.errors import InvalidEvent
 from billing.events import InstanceId, InstanceUid, Region, TenantId
-from billing.metering import RunObservation
+from billing.metering import RunObservation, Window, meter_events
 from billing.queries import observation_from_bucket
-from billing.store import RunScan, ScanSettings
-from billing.testing import t
+from billing.store import RunScan, ScanSettings, bulk_body
+from billing.testing import parsed, prices, run_events, t
 
 
 def _ms(text: str) -> int:
@@ -143,3 +144,20 @@ async def test_malformed_buckets_are_counted_not_fatal() -> None:
         (page,) = [page async for page in stream]
     assert list(page.runs) == ["b"] and page.events == 6
     assert len(page.invalid) == 1 and "instance.cpu" in page.invalid[0]
+
+
+def test_bulk_body_indexes_each_encoded_record_under_its_id() -> None:
+    window = Window(t("11-21 00:00:00"), t("11-22 00:00:00"))
+    records = [
+        r.encode()
+        for uid in ("a", 'b"\\é')
+        for r in meter_events(
+            parsed(run_events(t("11-21 10:00:00"), t("11-21 10:10:00"), uid=uid)), prices(), window
+        ).records
+    ]
+    lines = bulk_body(records).decode("ascii").split("\n")
+    assert lines[-1] == "" and len(lines) == 2 * len(records) + 1
+    for action, source, record in zip(lines[0:-1:2], lines[1:-1:2], records, strict=True):
+        assert json.loads(action) == {"index": {"_id": record.record_id}}
+        assert source == record.source and json.loads(source)["digest"] == record.digest
+    assert json.loads(lines[2])["index"]["_id"] == 'b"\\é-2026-11-21'
