@@ -41,7 +41,11 @@ from cis.store import InstanceStore, Page
 from cis.tenants import Principal, TenantDirectory
 
 MAX_BATCH = 1000
-CREATE_CONCURRENCY = 32
+# CR creates of one batch in flight at once. A CR write is latency-bound in the apiserver
+# (about three times a ConfigMap's work), so a batch of 1,000 needs many in flight: 32
+# took twice as long as 96 in bench/bench_instances.py. Well under the apiserver's default
+# of 200 mutating requests in flight.
+CREATE_CONCURRENCY = 96
 
 
 def check_region(tenant: Tenant, spec: InstanceSpec, known_regions: set[str], field: str) -> None:

@@ -181,7 +181,8 @@ class Platform:
         """The management cluster's client, and one for the Lease alone: a renewal must
         never queue behind a burst of the controller's and the API's requests, or a busy
         leader loses its lease."""
-        kube = await KubeClient.from_kubeconfig(self.settings.kubeconfig, "management")
+        # Connections: a batch's creates (96), the controller's workers, the informers' watches.
+        kube = await KubeClient.from_kubeconfig(self.settings.kubeconfig, "management", pool=160)
         try:
             lease_kube = await KubeClient.from_kubeconfig(self.settings.kubeconfig, "management-lease", pool=2)
             try:
