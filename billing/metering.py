@@ -243,22 +243,26 @@ def build_runs(
         else:
             end = obs.last_seen or obs.started_at
             flags.add(Flag.MISSING_STOP)
-        runs.append(
-            Run(
-                uid=obs.uid,
-                instance_id=obs.instance_id,
-                tenant=obs.tenant,
-                region=obs.region,
-                cluster=obs.cluster,
-                cpu=obs.cpu,
-                memory_gib=obs.memory_gib,
-                start=obs.started_at,
-                end=max(end, obs.started_at),  # a stop before its start (skew) bills nothing
-                flags=frozenset(flags) if flags else _NO_FLAGS,
-                reason=obs.reason,
-            )
-        )
+        runs.append(_run_of(obs, end, frozenset(flags) if flags else _NO_FLAGS))
     return runs
+
+
+def _run_of(obs: RunObservation, end: datetime, flags: frozenset[Flag]) -> Run:
+    """The billable run of one observed start, ending at `end` (a stop before its start,
+    from clock skew, bills nothing)."""
+    return Run(
+        uid=obs.uid,
+        instance_id=obs.instance_id,
+        tenant=obs.tenant,
+        region=obs.region,
+        cluster=obs.cluster,
+        cpu=obs.cpu,
+        memory_gib=obs.memory_gib,
+        start=obs.started_at,
+        end=max(end, obs.started_at),
+        flags=flags,
+        reason=obs.reason,
+    )
 
 
 def _micros(value: datetime) -> int:
@@ -359,19 +363,7 @@ def meter_single_run(obs: RunObservation, prices: PriceTable, window: Window) ->
     stopped = obs.stopped_at
     if stopped is None or not (obs.has_start or obs.started_at < window.start):
         return None
-    run = Run(
-        uid=obs.uid,
-        instance_id=obs.instance_id,
-        tenant=obs.tenant,
-        region=obs.region,
-        cluster=obs.cluster,
-        cpu=obs.cpu,
-        memory_gib=obs.memory_gib,
-        start=obs.started_at,
-        end=max(stopped, obs.started_at),
-        flags=_NO_FLAGS,
-        reason=obs.reason,
-    )
+    run = _run_of(obs, stopped, _NO_FLAGS)
     first, last = billed_span(run)
     start, end = max(first, window.start_s), min(last, window.end_s)
     if start >= end:  # no billable second inside the window

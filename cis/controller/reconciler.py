@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from cis.backing import CLUSTER_LABEL, SYSTEM_NAMESPACE, ClusterRuntime, cluster_from_secret
 from cis.controller.sink import EventSink
@@ -53,7 +52,7 @@ from cis.domain.status import (
 from cis.domain.timestamps import format_timestamp, parse_optional
 from cis.instance_objects import ensure_instance_objects
 from cis.store import RESTART_ANNOTATION, InstanceStore
-from kubeio.client import JSON, Conflict, KubeClient, KubeError
+from kubeio.client import JSON, KubeClient, KubeError
 from kubeio.informer import Informer, object_key
 from kubeio.workqueue import WorkQueue
 
@@ -446,8 +445,7 @@ class Controller:
     async def _create_pod(self, rt: ClusterRuntime, inst: Instance) -> None:
         settings = PodSettings(runtime_class_name=rt.cfg.runtime_handler)
         if (inst.tenant, rt.name) not in self._tenant_ready:
-            for manifest in tenant_manifests(inst.tenant, settings):
-                await _ensure(rt.client, manifest)
+            await ensure_instance_objects(rt.client, tenant_manifests(inst.tenant, settings))
             self._tenant_ready.add((inst.tenant, rt.name))
         secrets = await self.store.secrets(inst.tenant, inst.id) if inst.spec.has_secrets else None
         full = (
@@ -564,19 +562,3 @@ def _merge_status(cached: JSON | None, updated: Instance) -> JSON:
     base["metadata"] = {**base.get("metadata", {}), "resourceVersion": updated.resource_version}
     base["status"] = status_to_json(updated.status)
     return base
-
-
-async def _ensure(client: KubeClient, manifest: dict[str, Any]) -> None:
-    """Create an object; an existing one with the same name is fine (idempotent replay)."""
-    path = _collection_path(manifest)
-    try:
-        await client.create(path, manifest)
-    except Conflict:
-        pass
-
-
-def _collection_path(m: dict[str, Any]) -> str:
-    api, kind, ns = m["apiVersion"], m["kind"], m["metadata"].get("namespace")
-    plural = {"Pod": "pods", "Secret": "secrets", "Namespace": "namespaces", "NetworkPolicy": "networkpolicies"}[kind]
-    prefix = "/api/v1" if api == "v1" else f"/apis/{api}"
-    return f"{prefix}/namespaces/{ns}/{plural}" if ns else f"{prefix}/{plural}"
