@@ -39,7 +39,7 @@ from elasticsearch import AsyncElasticsearch
 
 from billing import store
 from billing.prices import default_prices
-from billing.queries import EVENTS_MAPPING
+from billing.queries import EVENTS_INDEX_SORT, EVENTS_MAPPING
 from billing.reconcile import reconcile
 from billing.runner import run_billing
 
@@ -108,7 +108,7 @@ async def load(es: AsyncElasticsearch, index: str, events: int, instances: int) 
     await es.indices.create(
         index=index,
         mappings=EVENTS_MAPPING,
-        settings={"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "-1"},
+        settings={"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "-1", **EVENTS_INDEX_SORT},
     )
     gate = asyncio.Semaphore(2)  # two bulks in flight keep one ES core busy without 429s
     started, sent = time.perf_counter(), 0

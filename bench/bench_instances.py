@@ -139,6 +139,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def stack_cpu(stack: Stack, cis: CisProcess | None = None) -> dict[str, float]:
+    """CPU seconds used so far by each process of the stack (and CIS), by name."""
+    procs = stack.processes + ([cis.process] if cis is not None else [])
+    return {p.name: cpu_seconds(p.popen.pid) for p in procs if p.popen is not None}
+
+
+def print_cpu(label: str, before: dict[str, float], after: dict[str, float], took: float) -> None:
+    used = sorted(((after[k] - before.get(k, 0.0), k) for k in after), reverse=True)
+    total = sum(u for u, _ in used)
+    top = ", ".join(f"{k} {u:.1f}" for u, k in used if u >= 0.5)
+    print(f"{label} CPU seconds: {total:.1f} in {took:.1f}s wall ({total / took:.2f} cores): {top}")
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -160,14 +173,18 @@ def main() -> None:
     cis: CisProcess | None = None
     finished = False
     try:
+        cpu0 = stack_cpu(stack)
         base = asyncio.run(baseline(stack, args.count))
+        print_cpu("baseline", cpu0, stack_cpu(stack), base)
         register_backing_clusters(stack, max_pending=500)
         cis = start_cis(stack, workers=32)
         key = create_tenant(cis, "bench", quota={"maxInstances": 100000, "maxVcpu": 100000, "maxMemoryGiB": 400000},
                             createBurst=100000, createRatePerSecond=100000)
         assert cis.process.popen is not None
         before, cpu_before = kube_requests(cis.url), cpu_seconds(cis.process.popen.pid)
+        cpu0 = stack_cpu(stack, cis)
         took = through_cis(cis, key, args.count, "speed")
+        print_cpu("CIS", cpu0, stack_cpu(stack, cis), took)
         print_requests_per_instance(before, kube_requests(cis.url), args.count)
         cpu = cpu_seconds(cis.process.popen.pid) - cpu_before
         print(f"CIS process CPU: {cpu:.1f}s = {1000 * cpu / args.count:.1f} ms per instance "

@@ -40,6 +40,9 @@ from billing.metering import RunObservation
 
 _LIVENESS = sorted(str(kind) for kind in LIVENESS_KINDS)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Below 2**33 seconds (the year 2242) a float of seconds has a spacing under half a
+# microsecond, so whole milliseconds survive the trip through a float.
+_FLOAT_EXACT_MS = 2**33 * 1000
 
 # What billing requires of the `cis-events-*` mapping (the index template is owned by
 # cis_logging; tests and the benchmark create their indices with exactly this).
@@ -69,6 +72,16 @@ EVENTS_MAPPING: dict[str, Any] = {
             }
         },
     },
+}
+
+
+# ... and of its settings: events sorted by run, in the order of the runs aggregation's
+# leading sources. Elasticsearch then ends each composite page as soon as it has passed
+# the page's last run, instead of visiting every event the window query matches on every
+# page (for a million events, most of a billing run's reading time).
+EVENTS_INDEX_SORT: dict[str, Any] = {
+    "index.sort.field": ["instance.uid", "instance.started_at"],
+    "index.sort.order": ["asc", "asc"],
 }
 
 
@@ -159,7 +172,15 @@ def runs_agg(size: int, after: dict[str, Any] | None) -> dict[str, Any]:
 def _millis(value: object, field: str) -> datetime:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidEvent(f"expected epoch milliseconds, got {value!r:.40}", field=field)
-    return _EPOCH + timedelta(milliseconds=int(value))
+    ms = int(value)
+    if abs(ms) < _FLOAT_EXACT_MS:
+        # Within half a microsecond of the true value, so rounding to microseconds
+        # gives it exactly; about half the cost of the timedelta sum (three per run).
+        return datetime.fromtimestamp(ms / 1000, UTC)
+    try:
+        return _EPOCH + timedelta(milliseconds=ms)
+    except OverflowError:
+        raise InvalidEvent(f"epoch milliseconds out of range: {value!r:.40}", field=field) from None
 
 
 @functools.lru_cache(maxsize=1024)

@@ -88,7 +88,10 @@ class ClusterRuntime:
         # All pods, not only CIS's: capacity must count everything the scheduler counts.
         self.pods = Informer(client, "/api/v1/pods", self._pod_event)
         # Pods created but not yet seen by the watch; counted so a burst cannot overshoot.
-        self.in_flight: dict[str, tuple[int, int]] = {}
+        self._in_flight: dict[str, tuple[int, int]] = {}
+        self._in_flight_totals = (0, 0)
+        # Allocatable of the usable nodes; recomputed only after a node event.
+        self._nodes_capacity: Capacity | None = None
         # Per pod (cpu millis, memory bytes, pending) of every non-terminal pod, kept up to
         # date on each watch event so placement never scans all pods.
         self._usage: dict[str, tuple[int, int, bool]] = {}
@@ -103,11 +106,25 @@ class ClusterRuntime:
 
     async def _node_event(self, kind: str, obj: JSON) -> None:
         self._touch()
+        self._nodes_capacity = None
+
+    def reserve(self, name: str, cpu_millis: int, memory_bytes: int) -> None:
+        """Count a pod being created before its watch event arrives."""
+        self.release(name)
+        self._in_flight[name] = (cpu_millis, memory_bytes)
+        cpu, mem = self._in_flight_totals
+        self._in_flight_totals = (cpu + cpu_millis, mem + memory_bytes)
+
+    def release(self, name: str) -> None:
+        old = self._in_flight.pop(name, None)
+        if old is not None:
+            cpu, mem = self._in_flight_totals
+            self._in_flight_totals = (cpu - old[0], mem - old[1])
 
     async def _pod_event(self, kind: str, obj: JSON) -> None:
         self._touch()
         meta = obj["metadata"]
-        self.in_flight.pop(meta["name"], None)
+        self.release(meta["name"])
         self._account(f"{meta.get('namespace')}/{meta['name']}", None if kind == "DELETED" else obj)
         await self._on_pod(self, kind, obj)
 
@@ -131,10 +148,12 @@ class ClusterRuntime:
         self.healthy = True
 
     def capacity(self) -> Capacity:
-        nodes = compute_capacity(self.nodes.cache.values(), ())
-        cpu = self._totals[0] + sum(c for c, _ in self.in_flight.values())
-        mem = self._totals[1] + sum(m for _, m in self.in_flight.values())
-        n = len(self.in_flight)
+        if self._nodes_capacity is None:
+            self._nodes_capacity = compute_capacity(self.nodes.cache.values(), ())
+        nodes = self._nodes_capacity
+        cpu = self._totals[0] + self._in_flight_totals[0]
+        mem = self._totals[1] + self._in_flight_totals[1]
+        n = len(self._in_flight)
         return Capacity(nodes.allocatable_cpu_millis, nodes.allocatable_memory_bytes,
                         nodes.allocatable_pods, cpu, mem, len(self._usage) + n,
                         self._totals[2] + n, nodes.usable_nodes)

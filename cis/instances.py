@@ -237,7 +237,7 @@ class InstanceService:
             raws, token = select_page(self._cache.objects, query)
             decoded = [d for d in map(self._decoded.of, raws) if d is not None]
             self._decoded.prune(self._cache.objects)
-            return Page([inst for inst, _ in decoded], token, public=[view for _, view in decoded])
+            return Page([inst for inst, _ in decoded], token, public_json=[text for _, text in decoded])
         fields = []
         if phase:
             fields.append(f"status.phase={phase}")

@@ -62,8 +62,8 @@ def translate(exc: KubeError, kind: str = "instance", name: str = "") -> errors.
 class Page:
     items: list[Instance]
     continue_token: str | None
-    # The items' REST representation when the lister had it at hand (memoised).
-    public: list[dict[str, Any]] | None = None
+    # The items' REST representation as JSON text, when the lister had it at hand.
+    public_json: list[str] | None = None
 
 
 class InstanceStore:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from cis.backing import CLUSTER_LABEL, SYSTEM_NAMESPACE, ClusterRuntime, cluster_from_secret
+from cis.capacity import Capacity
 from cis.controller.sink import EventSink
 from cis.decoded import DecodedInstances
 from cis.domain import errors
@@ -87,8 +88,8 @@ def _mib(num_bytes: int) -> int:
     return num_bytes // (1024 * 1024)
 
 
-def snapshot(rt: ClusterRuntime) -> ClusterSnapshot:
-    cap = rt.capacity()
+def snapshot(rt: ClusterRuntime, cap: Capacity | None = None) -> ClusterSnapshot:
+    cap = cap or rt.capacity()
     overhead = (rt.runtime_class or {}).get("overhead", {}).get("podFixed", {})
     return ClusterSnapshot(
         name=ClusterName(rt.name),
@@ -356,8 +357,9 @@ class Controller:
         # A placement whose pod creation failed half-way goes to the same cluster again.
         chosen: str | None = self._placing.get(key, ("", 0.0))[0]
         if chosen not in self.clusters:
-            snaps = [snapshot(rt) for rt in self.clusters.values()]
-            spread = {ClusterName(rt.name): rt.capacity().pods for rt in self.clusters.values()}
+            caps = {rt.name: rt.capacity() for rt in self.clusters.values()}
+            snaps = [snapshot(rt, caps[rt.name]) for rt in self.clusters.values()]
+            spread = {ClusterName(name): cap.pods for name, cap in caps.items()}
             chosen = choose_cluster_for(inst, snaps, spread=spread)
             if chosen is None:
                 reason, message = explain_no_cluster(inst.size, snaps, region=inst.spec.region, zone=inst.spec.zone)
@@ -374,11 +376,11 @@ class Controller:
             return
         self._placing[key] = (chosen, 0.0)
         # Reserve at once, so the next placement in this burst sees the room as taken.
-        rt.in_flight[inst.id] = (inst.size.cpu_millis, inst.size.memory_mib * 1024 * 1024)
+        rt.reserve(inst.id, inst.size.cpu_millis, inst.size.memory_mib * 1024 * 1024)
         try:
             await self._create_pod(rt, inst.with_status(self._scheduled(inst, rt, now)))
         except BaseException:
-            rt.in_flight.pop(inst.id, None)
+            rt.release(inst.id)
             raise
         self._placing[key] = (chosen, time.monotonic())
         self.queue.add_after(key, self.settings.first_status_delay_seconds)

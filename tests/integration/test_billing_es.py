@@ -20,7 +20,7 @@ from elasticsearch import AsyncElasticsearch
 
 from billing import store
 from billing.events import TenantId
-from billing.queries import EVENTS_MAPPING
+from billing.queries import EVENTS_INDEX_SORT, EVENTS_MAPPING
 from billing.reconcile import DifferenceKind, reconcile
 from billing.reports import parse_period
 from billing.runner import run_billing
@@ -99,7 +99,7 @@ async def env(es_url: str) -> AsyncIterator[Env]:
 async def _index_events(env: Env, events: list[dict[str, Any]], index_suffix: str) -> None:
     index = f"{env.prefix}-events-{index_suffix}"
     await env.es.options(ignore_status=400).indices.create(
-        index=index, mappings=EVENTS_MAPPING, settings={"number_of_replicas": 0}
+        index=index, mappings=EVENTS_MAPPING, settings={"number_of_replicas": 0, **EVENTS_INDEX_SORT}
     )
     ops: list[dict[str, Any]] = []
     for ev in events:

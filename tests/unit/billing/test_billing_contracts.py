@@ -169,3 +169,43 @@ def test_parse_quote_request_names_the_field(body: dict[str, Any], field: str) -
     with pytest.raises(InvalidInput) as err:
         parse_quote_request(body)
     assert err.value.field == field
+
+
+def test_the_events_template_is_what_billing_reads() -> None:
+    """cis_logging owns the events template; billing relies on its field types and sort."""
+    from billing.queries import EVENTS_INDEX_SORT, EVENTS_MAPPING
+    from cis_logging.layout import EsLayout, events_template
+
+    template = events_template(EsLayout(), ilm=False)["template"]
+    assert EVENTS_INDEX_SORT.items() <= template["settings"].items()
+
+    def types(props: dict[str, Any], prefix: str = "") -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name, field in props.items():
+            if "properties" in field:
+                out |= types(field["properties"], f"{prefix}{name}.")
+            else:
+                out[prefix + name] = field["type"]
+        return out
+
+    required, offered = types(EVENTS_MAPPING["properties"]), types(template["mappings"]["properties"])
+    assert {name: offered.get(name) for name in required} == required
+
+
+def test_epoch_conversions_are_exact() -> None:
+    """The fast conversions agree with exact timedelta arithmetic to the microsecond."""
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    from billing.prices import from_epoch
+    from billing.queries import _millis
+
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    rng = random.Random(7)
+    edges = [0, -1, 1, 999, -86_400_001, 2**33 * 1000 - 1, 2**33 * 1000, 253_402_300_799_999]
+    for ms in [*edges, *(rng.randrange(-(10**12), 10**13) for _ in range(20_000))]:
+        assert _millis(ms, "f") == epoch + timedelta(milliseconds=ms), ms
+        assert _millis(float(ms), "f") == epoch + timedelta(milliseconds=ms), ms
+        assert from_epoch(ms // 1000) == epoch + timedelta(seconds=ms // 1000), ms
+    with pytest.raises(InvalidEvent):
+        _millis(10**20, "instance.started_at")

@@ -36,3 +36,27 @@ def test_ended_pods_and_unusable_nodes_do_not_count() -> None:
     assert [node_usable(n) for n in nodes] == [True, False, False, False]
     cap = compute_capacity(nodes, [pod("1", "1Gi", "a", phase="Succeeded"), pod("1", "1Gi", "b")])
     assert (cap.usable_nodes, cap.requested_cpu_millis, cap.pods) == (1, 0, 0)
+
+
+async def test_cluster_view_counts_pods_in_flight_until_their_watch_event() -> None:
+    """Placement reads these totals for every instance; they are kept, not recomputed."""
+    from typing import Any
+
+    from cis.backing import BackingClusterConfig, ClusterRuntime
+
+    async def on_pod(*_: Any) -> None:
+        return None
+
+    rt = ClusterRuntime(BackingClusterConfig("a", "region-a", "", {}), client=None, on_pod=on_pod)  # type: ignore[arg-type]  # informers never started
+    await rt._node_event("ADDED", node("n1", cpu="2", pods="10"))
+    rt.nodes.cache["n1"] = node("n1", cpu="2", pods="10")
+    rt.reserve("ci-1", 500, 2**30)
+    rt.reserve("ci-2", 250, 2**29)
+    rt.reserve("ci-2", 250, 2**29)  # the same pod twice counts once
+    cap = rt.capacity()
+    assert (cap.allocatable_cpu_millis, cap.requested_cpu_millis, cap.pods) == (2000, 750, 2)
+    pod_seen = {"metadata": {"name": "ci-1", "namespace": "t"}, **pod("500m", "1Gi", "n1")}
+    await rt._pod_event("ADDED", pod_seen)  # now counted from the watch, no longer in flight
+    rt.release("ci-2")
+    cap = rt.capacity()
+    assert (cap.requested_cpu_millis, cap.requested_memory_bytes, cap.pods) == (500, 2**30, 1)
