@@ -39,8 +39,9 @@ def pod_body(name: str) -> dict[str, Any]:
                                      "resources": {"requests": res, "limits": res}}]}}
 
 
-async def baseline(stack: Stack, count: int) -> float:
-    """Bare pods, spread evenly over the backing clusters; seconds until all Running."""
+async def baseline(stack: Stack, count: int) -> tuple[float, dict[str, float]]:
+    """Bare pods, spread evenly over the backing clusters: seconds until all Running, and
+    the stack's CPU counters at that moment (before the pods are deleted again)."""
     apis = []
     for c in stack.backing:
         cfg = k8s.Configuration()
@@ -66,13 +67,14 @@ async def baseline(stack: Stack, count: int) -> float:
                 break
             await asyncio.sleep(0.5)
         elapsed = time.monotonic() - t0
+        cpu_at_end = stack_cpu(stack)
         for core in cores:
             await core.delete_collection_namespaced_pod("default", label_selector="bench=baseline",
                                                         grace_period_seconds=0)
         for core in cores:
             while (await core.list_namespaced_pod("default", label_selector="bench=baseline")).items:
                 await asyncio.sleep(0.5)
-        return elapsed
+        return elapsed, cpu_at_end
     finally:
         for a in apis:
             await a.close()
@@ -174,8 +176,8 @@ def main() -> None:
     finished = False
     try:
         cpu0 = stack_cpu(stack)
-        base = asyncio.run(baseline(stack, args.count))
-        print_cpu("baseline", cpu0, stack_cpu(stack), base)
+        base, cpu1 = asyncio.run(baseline(stack, args.count))
+        print_cpu("baseline", cpu0, cpu1, base)
         register_backing_clusters(stack, max_pending=500)
         cis = start_cis(stack, workers=32)
         key = create_tenant(cis, "bench", quota={"maxInstances": 100000, "maxVcpu": 100000, "maxMemoryGiB": 400000},
