@@ -27,7 +27,7 @@ from billing.events import TenantId
 from billing.prices import PriceTable, default_prices, load_prices
 from billing.reconcile import reconcile
 from billing.reports import parse_period
-from billing.runner import RunSummary, run_billing, run_forever
+from billing.runner import RunSummary, next_window, run_billing, run_forever
 from billing.service import ReportFormat, get_report
 
 log = logging.getLogger(__name__)
@@ -73,9 +73,14 @@ def add_billing_commands(subparsers: Any) -> None:
     run.add_argument("--from", dest="start", type=_time, help="window start (its UTC day)")
     run.add_argument("--to", dest="end", type=_time, help="window end (exclusive)")
     run.add_argument("--loop", action="store_true", help="re-bill recent windows forever")
-    run.add_argument("--interval", type=_duration, default=timedelta(hours=1))
-    run.add_argument("--lateness", type=_duration, default=timedelta(minutes=15))
-    run.add_argument("--rebill", type=_duration, default=timedelta(days=1))
+    run.add_argument("--recent", action="store_true",
+                     help="bill once what one --loop tick bills, then exit (the mode for a CronJob)")
+    run.add_argument("--interval", type=_duration, default=timedelta(hours=1),
+                     help="--loop/--recent: windows end at multiples of this (default 1h)")
+    run.add_argument("--lateness", type=_duration, default=timedelta(minutes=15),
+                     help="--loop/--recent: how long to wait for late events (default 15m)")
+    run.add_argument("--rebill", type=_duration, default=timedelta(days=1),
+                     help="--loop/--recent: how far back each tick re-bills (default 1d)")
     run.set_defaults(handler=_cmd_run)
 
     report = commands.add_parser("report", help="usage report of a tenant and period")
@@ -131,9 +136,16 @@ async def _run(args: argparse.Namespace) -> int:
                 indices=_indices(args),
             )
             return 0
-        if args.start is None or args.end is None:
-            raise BillingError("--from and --to are required unless --loop is given")
-        summary = await run_billing(es, prices, args.start, args.end, indices=_indices(args), progress=_progress())
+        if args.recent:
+            if args.start is not None or args.end is not None:
+                raise BillingError("--recent computes the window; give it no --from or --to")
+            start, end = next_window(datetime.now(UTC), interval=args.interval, lateness=args.lateness,
+                                     rebill=args.rebill)
+        elif args.start is None or args.end is None:
+            raise BillingError("--from and --to are required unless --loop or --recent is given")
+        else:
+            start, end = args.start, args.end
+        summary = await run_billing(es, prices, start, end, indices=_indices(args), progress=_progress())
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     _print_json(summary.to_json())

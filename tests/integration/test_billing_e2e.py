@@ -82,6 +82,16 @@ def test_completed_instances_are_billed_to_the_second(stack: Stack, cis: CisProc
     bill(stack)
     assert usage(cis, tenant_key) == first
 
+    # CronJob mode: the recent closed windows, once. Records now cover up to the window's
+    # end rather than midnight, but every second and amount stands.
+    subprocess.run([sys.executable, "-m", "cis.cli", "billing", "run", "--es", stack.es_url, "--recent",
+                    "--interval", "1s", "--lateness", "0s"], check=True, capture_output=True, timeout=120)
+
+    def billed(rows: dict[str, dict]) -> dict[str, tuple[int, str]]:
+        return {iid: (row["seconds"], row["amount"]) for iid, row in rows.items() if iid in ids}
+
+    assert billed(usage(cis, tenant_key)) == billed(first)
+
 
 def test_price_quote_uses_the_rounded_size(cis: CisProcess, tenant_key: str) -> None:
     c = Client(cis, tenant_key)
