@@ -7,6 +7,7 @@ Long operations (batches, --wait) draw a progress bar on stderr.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import sys
@@ -48,10 +49,11 @@ class RestClient:
             raise ApiError(err.code, parsed) from None
 
 
-def progress(label: str, done: int, total: int) -> None:
+def progress(label: str, done: int, total: int, detail: str = "") -> None:
     width = 30
     filled = int(width * done / total) if total else width
-    sys.stderr.write(f"\r{label} [{'#' * filled}{' ' * (width - filled)}] {done}/{total}")
+    line = f"{label} [{'#' * filled}{' ' * (width - filled)}] {done}/{total}" + (f"  {detail}" if detail else "")
+    sys.stderr.write(f"\r{line}\x1b[K")  # ESC[K: clear what a longer previous line left
     if done >= total:
         sys.stderr.write("\n")
     sys.stderr.flush()
@@ -89,23 +91,36 @@ def run(args: argparse.Namespace, client: RestClient) -> int:
     return wait_running(client, ids)
 
 
+def waiting_summary(states: dict[str, str]) -> str:
+    """'2 Queued (InsufficientCapacity), 1 Scheduled': why instances are not running yet."""
+    counts = collections.Counter(states.values())
+    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def wait_running(client: RestClient, ids: list[str]) -> int:
     """Poll by listing (one request per 500 instances), not one GET per instance."""
     pending = set(ids)
     failed = 0
     while pending:
         cont = ""
+        waiting: dict[str, str] = {}
         while True:
             page = client.call("GET", "/v1/instances?limit=500" + (f"&continue={cont}" if cont else ""))
             for inst in page["items"]:
-                phase = inst.get("status", {}).get("phase")
-                if inst["id"] in pending and phase in ("Running", "Succeeded", "Failed"):
+                if inst["id"] not in pending:
+                    continue
+                status = inst.get("status", {})
+                phase = status.get("phase")
+                if phase in ("Running", "Succeeded", "Failed"):
                     pending.discard(inst["id"])
                     failed += phase == "Failed"
+                else:
+                    reason = f" ({status['reason']})" if status.get("reason") else ""
+                    waiting[inst["id"]] = f"{phase or 'Queued'}{reason}"
             cont = page.get("continue", "")
             if not cont:
                 break
-        progress("running", len(ids) - len(pending), len(ids))
+        progress("running", len(ids) - len(pending), len(ids), waiting_summary(waiting))
         if pending:
             time.sleep(0.5)
     print("\n".join(ids))
