@@ -88,8 +88,7 @@ def _mib(num_bytes: int) -> int:
     return num_bytes // (1024 * 1024)
 
 
-def snapshot(rt: ClusterRuntime, cap: Capacity | None = None) -> ClusterSnapshot:
-    cap = cap or rt.capacity()
+def snapshot(rt: ClusterRuntime, cap: Capacity) -> ClusterSnapshot:
     overhead = (rt.runtime_class or {}).get("overhead", {}).get("podFixed", {})
     return ClusterSnapshot(
         name=ClusterName(rt.name),
