@@ -11,6 +11,7 @@ Shared by `cis` (management and backing clusters) and `vk_provider` (the user's 
 from __future__ import annotations
 
 import collections
+import importlib.metadata
 import json
 import logging
 import urllib.parse
@@ -72,12 +73,31 @@ def _proxy_for(url: str) -> str | None:
     return urllib.request.getproxies().get(parts.scheme)
 
 
-class KubeClient:
-    """JSON verbs against one cluster. Construct with `from_kubeconfig`; close when done."""
 
-    def __init__(self, api: k8s_client.ApiClient, name: str = "") -> None:
+
+def user_agent(program: str) -> str:
+    """`program/version`, the form Kubernetes clients send (kubectl/v1.36.3)."""
+    try:
+        version = importlib.metadata.version("cis")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return f"{program}/{version}"
+
+
+DEFAULT_USER_AGENT = user_agent("cis")
+
+
+class KubeClient:
+    """JSON verbs against one cluster. Construct with `from_kubeconfig`; close when done.
+
+    `user_agent` names the program to the apiserver: its part before "/" is the field
+    manager of every write (managedFields) and the user agent of audit records.
+    """
+
+    def __init__(self, api: k8s_client.ApiClient, name: str = "", user_agent: str = DEFAULT_USER_AGENT) -> None:
         self._api = api
         self.name = name
+        api.user_agent = user_agent
         cfg = api.configuration
         self._base = str(cfg.host).rstrip("/")
         # The library's connection pool and TLS setup, without its per-request overhead
@@ -92,18 +112,20 @@ class KubeClient:
         self.requests: collections.Counter[str] = collections.Counter()
 
     @classmethod
-    async def from_kubeconfig(cls, path: Path | str, name: str = "", pool: int = 64) -> KubeClient:
+    async def from_kubeconfig(cls, path: Path | str, name: str = "", pool: int = 64,
+                              user_agent: str = DEFAULT_USER_AGENT) -> KubeClient:
         cfg = k8s_client.Configuration()
         await k8s_config.load_kube_config(config_file=str(path), client_configuration=cfg)
         cfg.connection_pool_maxsize = pool
-        return cls(k8s_client.ApiClient(configuration=cfg), name or Path(path).stem)
+        return cls(k8s_client.ApiClient(configuration=cfg), name or Path(path).stem, user_agent)
 
     @classmethod
-    async def from_kubeconfig_dict(cls, config: dict[str, Any], name: str, pool: int = 64) -> KubeClient:
+    async def from_kubeconfig_dict(cls, config: dict[str, Any], name: str, pool: int = 64,
+                                   user_agent: str = DEFAULT_USER_AGENT) -> KubeClient:
         cfg = k8s_client.Configuration()
         await k8s_config.load_kube_config_from_dict(config, client_configuration=cfg)
         cfg.connection_pool_maxsize = pool
-        return cls(k8s_client.ApiClient(configuration=cfg), name)
+        return cls(k8s_client.ApiClient(configuration=cfg), name, user_agent)
 
     @property
     def host(self) -> str:

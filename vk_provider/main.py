@@ -21,7 +21,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kubeio.client import KubeClient
+from kubeio.client import KubeClient, user_agent
 from vk_provider.auth import Authorizer
 from vk_provider.cis_client import Cis, GrpcCis
 from vk_provider.events import EventRecorder
@@ -105,7 +105,7 @@ async def run(settings: Settings) -> None:
     s = settings
     assert s.api.tls_cert is not None and s.api.tls_key is not None
     ssl_ctx = tls_context(s.api.tls_cert, s.api.tls_key, s.api.client_ca)
-    kube = await KubeClient.from_kubeconfig(s.kubeconfig, "user-cluster")
+    kube = await KubeClient.from_kubeconfig(s.kubeconfig, "user-cluster", user_agent=user_agent("cis-vk"))
     cis = make_cis(s.cis)
     try:
         recorder = EventRecorder(kube, s.node.name)

@@ -43,6 +43,14 @@ def test_create_runs_a_hardened_kata_pod_and_delete_removes_it(stack: Stack, cis
         assert not ctr["securityContext"].get("privileged")
     assert spec.get("securityContext", {}).get("seccompProfile", {}).get("type") == "RuntimeDefault"
     assert pod["status"]["qosClass"] == "Guaranteed"
+    # Writes name CIS as their field manager (not the client library's default).
+    ns = f"tenant-{inst['tenant']}"
+    cr_path = f"/apis/cis.io/v1/namespaces/{ns}/containerinstances/{inst['id']}"
+    record = json.loads(stack.user.kubectl("get", "--raw", cr_path))
+    backing = stack.clusters[inst["status"]["cluster"]]
+    raw_pod = json.loads(backing.kubectl("get", "--raw", f"/api/v1/namespaces/{ns}/pods/{inst['id']}"))
+    assert {m["manager"] for m in record["metadata"]["managedFields"]} == {"cis"}
+    assert "cis" in {m["manager"] for m in raw_pod["metadata"]["managedFields"]}
 
     assert c.call("DELETE", f"/v1/instances/{inst['id']}")[0] == 202
     wait_for("instance gone", lambda: c.call("GET", f"/v1/instances/{inst['id']}")[0] == 404, 60)
