@@ -36,19 +36,33 @@ def lease_expired(spec: JSON, now: datetime) -> bool:
     return renew is None or now > renew + timedelta(seconds=duration)
 
 
+def renew_budget(now: float, last_renew: float, renew_deadline: float) -> float:
+    """Seconds a leader may still spend renewing (monotonic clock); <= 0: the lease is lost.
+
+    A renewal attempt is cut at this budget, so a leader never acts past
+    `last_renew + renew_deadline`, which is `lease_duration - renew_deadline` before any
+    other replica may take the lease over.
+    """
+    return last_renew + renew_deadline - now
+
+
 class LeaderElector:
+    """client-go's leader election: try every `retry_period`; a leader keeps the lease as
+    long as one renewal succeeds within `renew_deadline` of the previous one, however slow
+    each answer is (an apiserver under a burst of writes may take seconds per request)."""
+
     def __init__(self, kube: KubeClient, namespace: str, name: str, identity: str, *,
-                 duration: float = 15.0, renew_every: float = 5.0, retry_every: float = 1.0,
+                 duration: float = 15.0, renew_deadline: float = 10.0, retry_period: float = 2.0,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        if renew_every >= duration:
-            raise ValueError("renew_every must be shorter than duration")
+        if not retry_period < renew_deadline < duration:
+            raise ValueError("need retry_period < renew_deadline < duration")
         self.kube = kube
         self.path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
         self.name = name
         self.identity = identity
         self.duration = duration
-        self.renew_every = renew_every
-        self.retry_every = retry_every
+        self.renew_deadline = renew_deadline
+        self.retry_period = retry_period
         self.clock = clock
         self.leading = asyncio.Event()
 
@@ -81,23 +95,26 @@ class LeaderElector:
         return True
 
     async def run(self) -> None:
-        last_renew = 0.0
         loop = asyncio.get_running_loop()
+        last_renew = 0.0
         while True:
+            started = loop.time()
+            budget = self.renew_deadline
+            if self.leading.is_set():
+                budget = renew_budget(started, last_renew, self.renew_deadline)
+                if budget <= 0:
+                    raise LostLease(f"lost lease {self.name}: not renewed for {self.renew_deadline:.0f}s")
             try:
-                ok = await asyncio.wait_for(self._try(), self.renew_every)
-            except (KubeError, TimeoutError) as exc:
+                ok = await asyncio.wait_for(self._try(), budget)
+            except TimeoutError:
+                log.warning("lease %s: no answer within %.1fs", self.name, budget)
+                ok = False
+            except KubeError as exc:
                 log.warning("lease %s: %s", self.name, exc)
                 ok = False
-            now = loop.time()
             if ok:
                 if not self.leading.is_set():
                     log.info("lease %s: %s is now the leader", self.name, self.identity)
                 self.leading.set()
-                last_renew = now
-            elif self.leading.is_set():
-                if now - last_renew > self.duration - self.renew_every:
-                    raise LostLease(f"lost lease {self.name}")
-                await asyncio.sleep(self.retry_every)  # a leader retries a failed renewal soon
-                continue
-            await asyncio.sleep(self.renew_every)
+                last_renew = started  # the renewTime written is from the attempt's start
+            await asyncio.sleep(self.retry_period)
