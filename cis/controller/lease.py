@@ -65,18 +65,28 @@ class LeaderElector:
         self.retry_period = retry_period
         self.clock = clock
         self.leading = asyncio.Event()
+        self._held: JSON | None = None  # the Lease as we last wrote it, while we hold it
 
     async def _try(self) -> bool:
         now = self.clock()
         spec = {"holderIdentity": self.identity, "leaseDurationSeconds": int(self.duration),
                 "renewTime": _fmt(now)}
+        if self._held is not None:
+            # Renewing: one optimistic write on the version we wrote last (a busy apiserver
+            # answers one request sooner than two); a conflict means someone else wrote it.
+            self._held["spec"] = {**self._held.get("spec", {}), **spec}
+            try:
+                self._held = await self.kube.replace(f"{self.path}/{self.name}", self._held)
+                return True
+            except (Conflict, NotFound):
+                self._held = None
         try:
             lease = await self.kube.get(f"{self.path}/{self.name}")
         except NotFound:
             try:
-                await self.kube.create(self.path, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                                                   "metadata": {"name": self.name},
-                                                   "spec": {**spec, "acquireTime": _fmt(now)}})
+                body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": self.name},
+                        "spec": {**spec, "acquireTime": _fmt(now)}}
+                self._held = await self.kube.create(self.path, body)
                 return True
             except Conflict:
                 return False
@@ -89,7 +99,7 @@ class LeaderElector:
             spec["leaseTransitions"] = int(current.get("leaseTransitions") or 0) + 1
         lease["spec"] = {**current, **spec}
         try:
-            await self.kube.replace(f"{self.path}/{self.name}", lease)
+            self._held = await self.kube.replace(f"{self.path}/{self.name}", lease)
         except Conflict:
             return False
         return True
