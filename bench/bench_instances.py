@@ -34,6 +34,7 @@ from cis.devstack.stack import Stack, StackSettings
 
 CONCURRENCY = 32
 IDLE_SECONDS = 15.0
+STEAL = "steal"
 
 
 def pod_body(name: str) -> dict[str, Any]:
@@ -152,14 +153,22 @@ def stack_cpu(stack: Stack, cis: CisProcess | None = None) -> dict[str, float]:
     procs = stack.processes + ([cis.process] if cis is not None else [])
     used = {p.name: cpu_seconds(p.popen.pid) for p in procs if p.popen is not None}
     own = os.times()
-    return used | {"bench": own.user + own.system}
+    return used | {"bench": own.user + own.system, STEAL: steal_seconds()}
+
+
+def steal_seconds() -> float:
+    """CPU time the hypervisor gave to other guests while this one wanted it (all cores)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
 
 
 def print_cpu(label: str, before: dict[str, float], after: dict[str, float], took: float) -> None:
-    used = sorted(((after[k] - before.get(k, 0.0), k) for k in after), reverse=True)
+    used = sorted(((after[k] - before.get(k, 0.0), k) for k in after if k != STEAL), reverse=True)
     total = sum(u for u, _ in used)
     top = ", ".join(f"{k} {u:.1f}" for u, k in used if u >= 0.5)
-    print(f"{label} CPU seconds: {total:.1f} in {took:.1f}s wall ({total / took:.2f} cores): {top}")
+    steal = after[STEAL] - before[STEAL]
+    print(f"{label} CPU seconds: {total:.1f} in {took:.1f}s wall ({total / took:.2f} cores; "
+          f"stolen by the host: {steal:.1f}): {top}")
 
 
 def rss_mib(pid: int) -> float:
