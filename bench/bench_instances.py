@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import re
@@ -22,7 +23,9 @@ import statistics
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,6 @@ from cis.devstack.stack import Stack, StackSettings
 
 CONCURRENCY = 32
 IDLE_SECONDS = 15.0
-STEAL = "steal"
 
 
 def pod_body(name: str) -> dict[str, Any]:
@@ -45,7 +47,7 @@ def pod_body(name: str) -> dict[str, Any]:
                                      "resources": {"requests": res, "limits": res}}]}}
 
 
-async def baseline(stack: Stack, count: int) -> tuple[float, dict[str, float]]:
+async def baseline(stack: Stack, count: int) -> tuple[float, CpuCounters]:
     """Bare pods, spread evenly over the backing clusters: seconds until all Running, and
     the stack's CPU counters at that moment (before the pods are deleted again)."""
     apis = []
@@ -94,17 +96,18 @@ def call(url: str, key: str, method: str, path: str, body: Any = None) -> Any:
         return json.loads(resp.read())
 
 
-def count_phases(url: str, key: str) -> dict[str, int]:
-    phases: dict[str, int] = {}
+def list_instances(url: str, key: str, query: str = "") -> Iterator[dict[str, Any]]:
+    """Every instance of the tenant (matching `query`), page by page."""
     cont = ""
     while True:
-        page = call(url, key, "GET", "/v1/instances?limit=1000" + (f"&continue={cont}" if cont else ""))
-        for inst in page["items"]:
-            p = inst.get("status", {}).get("phase", "?")
-            phases[p] = phases.get(p, 0) + 1
-        cont = page.get("continue", "")
-        if not cont:
-            return phases
+        page = call(url, key, "GET", f"/v1/instances?limit=1000{query}" + (f"&continue={cont}" if cont else ""))
+        yield from page["items"]
+        if not (cont := page.get("continue", "")):
+            return
+
+
+def count_phases(url: str, key: str) -> dict[str, int]:
+    return dict(collections.Counter(inst.get("status", {}).get("phase", "?") for inst in list_instances(url, key)))
 
 
 def through_cis(cis: CisProcess, key: str, count: int, label: str) -> float:
@@ -147,13 +150,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def stack_cpu(stack: Stack, cis: CisProcess | None = None) -> dict[str, float]:
+@dataclass(frozen=True)
+class CpuCounters:
+    by_process: dict[str, float]  # CPU seconds so far, by process name
+    steal: float  # CPU seconds the host gave to other guests (all cores)
+
+
+def stack_cpu(stack: Stack, cis: CisProcess | None = None) -> CpuCounters:
     """CPU seconds used so far by each process of the stack (and CIS), by name, and by
     this benchmark itself ("bench": its creating and polling compete for the same cores)."""
     procs = stack.processes + ([cis.process] if cis is not None else [])
     used = {p.name: cpu_seconds(p.popen.pid) for p in procs if p.popen is not None}
     own = os.times()
-    return used | {"bench": own.user + own.system, STEAL: steal_seconds()}
+    return CpuCounters(used | {"bench": own.user + own.system}, steal_seconds())
 
 
 def steal_seconds() -> float:
@@ -162,11 +171,11 @@ def steal_seconds() -> float:
     return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
 
 
-def print_cpu(label: str, before: dict[str, float], after: dict[str, float], took: float) -> None:
-    used = sorted(((after[k] - before.get(k, 0.0), k) for k in after if k != STEAL), reverse=True)
+def print_cpu(label: str, before: CpuCounters, after: CpuCounters, took: float) -> None:
+    used = sorted(((t - before.by_process.get(k, 0.0), k) for k, t in after.by_process.items()), reverse=True)
     total = sum(u for u, _ in used)
     top = ", ".join(f"{k} {u:.1f}" for u, k in used if u >= 0.5)
-    steal = after[STEAL] - before[STEAL]
+    steal = after.steal - before.steal
     print(f"{label} CPU seconds: {total:.1f} in {took:.1f}s wall ({total / took:.2f} cores; "
           f"stolen by the host: {steal:.1f}): {top}")
 
@@ -180,14 +189,7 @@ def rss_mib(pid: int) -> float:
 
 def delete_all(cis: CisProcess, key: str, label: str) -> None:
     """Delete a round's instances through the API and wait until they and their pods are gone."""
-    ids: list[str] = []
-    cont = ""
-    while True:
-        page = call(cis.url, key, "GET", f"/v1/instances?limit=1000&labels=bench%3D{label}"
-                    + (f"&continue={cont}" if cont else ""))
-        ids += [inst["id"] for inst in page["items"]]
-        if not (cont := page.get("continue", "")):
-            break
+    ids = [inst["id"] for inst in list_instances(cis.url, key, f"&labels=bench%3D{label}")]
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda i: call(cis.url, key, "DELETE", f"/v1/instances/{i}"), ids))
     while call(cis.url, key, "GET", f"/v1/instances?limit=1&labels=bench%3D{label}")["items"]:

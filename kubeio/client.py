@@ -73,8 +73,6 @@ def _proxy_for(url: str) -> str | None:
     return urllib.request.getproxies().get(parts.scheme)
 
 
-
-
 def user_agent(program: str) -> str:
     """`program/version`, the form Kubernetes clients send (kubectl/v1.36.3)."""
     try:
