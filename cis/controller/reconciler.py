@@ -24,7 +24,7 @@ from cis.controller.sink import EventSink
 from cis.decoded import DecodedInstances
 from cis.domain import errors
 from cis.domain.events import heartbeat_event, plan_events
-from cis.domain.ids import ClusterName, RegionName, ZoneName
+from cis.domain.ids import ClusterName, RegionName, TenantName, ZoneName
 from cis.domain.model import (
     ANNOTATION_ADOPTED_AT,
     ANNOTATION_ATTEMPT,
@@ -137,6 +137,7 @@ class Controller:
         self._cluster_tasks: dict[str, asyncio.Task[None]] = {}
         self._tg: asyncio.TaskGroup | None = None
         self._tenant_ready: set[tuple[str, str]] = set()
+        self._tenant_setup: dict[tuple[str, str], asyncio.Lock] = {}  # setups under way
         self._unreachable_since: dict[str, datetime] = {}
         # Queued instances that found no room, oldest first (a dict keeps insertion order).
         self._waiting: dict[str, None] = {}
@@ -445,9 +446,7 @@ class Controller:
 
     async def _create_pod(self, rt: ClusterRuntime, inst: Instance) -> None:
         settings = PodSettings(runtime_class_name=rt.cfg.runtime_handler)
-        if (inst.tenant, rt.name) not in self._tenant_ready:
-            await ensure_instance_objects(rt.client, tenant_manifests(inst.tenant, settings))
-            self._tenant_ready.add((inst.tenant, rt.name))
+        await self._ensure_tenant(rt, inst.tenant, settings)
         secrets = await self.store.secrets(inst.tenant, inst.id) if inst.spec.has_secrets else None
         full = (
             instance_from_resource(
@@ -459,6 +458,18 @@ class Controller:
             else inst
         )
         await ensure_instance_objects(rt.client, instance_manifests(full.with_status(inst.status), settings))
+
+    async def _ensure_tenant(self, rt: ClusterRuntime, tenant: TenantName, settings: PodSettings) -> None:
+        """The tenant's namespace and default policies on `rt`, made once: the workers of a
+        burst wait for the first one's setup instead of each sending it again."""
+        key = (tenant, rt.name)
+        if key in self._tenant_ready:
+            return
+        async with self._tenant_setup.setdefault(key, asyncio.Lock()):
+            if key not in self._tenant_ready:
+                await ensure_instance_objects(rt.client, tenant_manifests(tenant, settings))
+                self._tenant_ready.add(key)
+                del self._tenant_setup[key]
 
     async def _delete_pod(self, rt: ClusterRuntime, inst: Instance) -> None:
         await rt.client.delete(f"/api/v1/namespaces/{inst.namespace}/pods/{inst.id}")
