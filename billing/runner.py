@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
 MAX_LISTED_FLAGS = 1000  # a summary lists this many flagged runs, and counts all of them
+BULK_RECORDS = 2_000  # usage records per bulk request
+WRITES_IN_FLIGHT = 2  # bulk requests at once: Elasticsearch indexes one while the next is built
 
 
 class EndTimeSource(Protocol):
@@ -174,8 +176,8 @@ async def run_billing(
     indices: store.Indices = store.DEFAULT_INDICES,
     settings: store.ScanSettings = store.DEFAULT_SCAN,
     end_times: EndTimeSource | None = None,
-    bulk_records: int = 2_000,
-    writes_in_flight: int = 2,
+    bulk_records: int = BULK_RECORDS,
+    writes_in_flight: int = WRITES_IN_FLIGHT,
     progress: Callable[[RunSummary], None] | None = None,
 ) -> RunSummary:
     """Bill `[midnight of window_start, window_end)` and write its usage records.
