@@ -1,10 +1,16 @@
 """A keyed work queue, like client-go's: a key waiting is queued once however often it is
 added, a key being processed is never processed twice at once, and a key added while
-being processed runs again afterwards. Delayed re-adds serve retries and timeouts."""
+being processed runs again afterwards. Delayed re-adds serve retries and timeouts.
+
+Two lanes: keys added as `urgent` are taken before all others. A controller marks as
+urgent the keys whose only news is something that already happened (a pod started), so a
+burst of new work (a thousand instances to place) does not make users wait to be told.
+A key waiting in the normal lane moves up when it is added again as urgent."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import heapq
 import itertools
 import time
@@ -16,10 +22,13 @@ Clock = Callable[[], float]
 class WorkQueue:
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self._clock = clock
-        self._ready: asyncio.Queue[str] = asyncio.Queue()
-        self._queued: set[str] = set()
+        self._urgent: collections.deque[str] = collections.deque()
+        self._normal: collections.deque[str] = collections.deque()
+        # Entries in the two lanes, stale ones included; each worker takes one per turn.
+        self._entries = asyncio.Semaphore(0)
+        self._queued: dict[str, bool] = {}  # waiting keys -> in the urgent lane
         self._active: set[str] = set()
-        self._dirty: set[str] = set()
+        self._dirty: dict[str, bool] = {}  # added while active -> as urgent
         self._delayed: list[tuple[float, int, str]] = []
         self._counter = itertools.count()
         self._wake = asyncio.Event()
@@ -27,12 +36,16 @@ class WorkQueue:
     def __len__(self) -> int:
         return len(self._queued) + len(self._delayed)
 
-    def add(self, key: str) -> None:
+    def add(self, key: str, *, urgent: bool = False) -> None:
         if key in self._active:
-            self._dirty.add(key)
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._ready.put_nowait(key)
+            self._dirty[key] = self._dirty.get(key, False) or urgent
+            return
+        queued = self._queued.get(key)
+        if queued is None or (urgent and not queued):
+            # A key moving up leaves its normal-lane entry behind; `_take` skips it.
+            self._queued[key] = urgent
+            (self._urgent if urgent else self._normal).append(key)
+            self._entries.release()
 
     def add_after(self, key: str, delay: float) -> None:
         if delay <= 0:
@@ -55,16 +68,26 @@ class WorkQueue:
             except TimeoutError:
                 pass
 
+    async def _take(self) -> str:
+        """The next waiting key: urgent ones first, each lane in the order keys arrived."""
+        while True:
+            await self._entries.acquire()
+            from_urgent = bool(self._urgent)
+            key = (self._urgent if from_urgent else self._normal).popleft()
+            urgent = self._queued.get(key)
+            if urgent is None or (urgent and not from_urgent):
+                continue  # stale: the key moved to the urgent lane and was taken there
+            del self._queued[key]
+            return key
+
     async def work(self, process: Callable[[str], Awaitable[None]]) -> None:
         """One worker: take a key, process it, repeat. Run several for parallelism."""
         while True:
-            key = await self._ready.get()
-            self._queued.discard(key)
+            key = await self._take()
             self._active.add(key)
             try:
                 await process(key)
             finally:
                 self._active.discard(key)
                 if key in self._dirty:
-                    self._dirty.discard(key)
-                    self.add(key)
+                    self.add(key, urgent=self._dirty.pop(key))

@@ -41,6 +41,7 @@ from cis.domain.sizes import parse_cpu, parse_memory
 from cis.domain.status import (
     deleting_status,
     lost_status,
+    pod_news_is_urgent,
     replacement_allowed,
     requeued_status,
     scheduled_status,
@@ -207,7 +208,8 @@ class Controller:
         labels = pod["metadata"].get("labels") or {}
         if LABEL_INSTANCE in labels and LABEL_TENANT in labels:
             key = f"tenant-{labels[LABEL_TENANT]}/{labels[LABEL_INSTANCE]}"
-            self.queue.add(key)
+            # Urgent news jumps a burst of new instances waiting to be placed.
+            self.queue.add(key, urgent=pod_news_is_urgent(kind, pod))
             if kind != "DELETED" and self._is_orphan(rt, key):
                 self.queue.add(f"{ORPHAN}{rt.name}/{key}")
         if self._waiting and (kind == "DELETED" or pod.get("spec", {}).get("nodeName")):

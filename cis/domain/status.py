@@ -253,6 +253,14 @@ def pod_ended(pod: Mapping[str, Any]) -> bool:
     return pod_phase(pod) in ("Succeeded", "Failed")
 
 
+def pod_news_is_urgent(event: str, pod: Mapping[str, Any]) -> bool:
+    """Whether a pod watch event should be reconciled ahead of queued work: the pod runs,
+    has ended or is gone, which the instance's status must tell promptly. Earlier steps
+    (created, scheduled) can wait their turn; a pod that runs soon after then costs one
+    status write instead of two."""
+    return event == "DELETED" or pod_phase(pod) in ("Running", "Succeeded", "Failed")
+
+
 def replacement_allowed(instance: Instance) -> bool:
     """Moving to another cluster is allowed unless the policy is Never and the workload
     already started (it would run twice). Nothing ran in an unschedulable pod."""

@@ -13,6 +13,7 @@ from cis.domain.status import (
     deleting_status,
     is_current_pod,
     lost_status,
+    pod_news_is_urgent,
     requeued_status,
     should_release,
     should_replace,
@@ -437,3 +438,20 @@ def test_is_current_pod() -> None:
     moved = inst.with_status(scheduled(inst.status, seconds=50))
     assert not is_current_pod(moved, manifest, ClusterName("c1"))  # earlier attempt
     assert not is_current_pod(replace(inst, uid="uid-2"), manifest, ClusterName("c1"))
+
+
+@pytest.mark.parametrize(
+    ("event", "phase", "urgent"),
+    [
+        ("ADDED", "Pending", False),  # just created (or scheduled): one write once it runs
+        ("MODIFIED", "Pending", False),
+        ("MODIFIED", "Running", True),  # the user must learn it runs
+        ("MODIFIED", "Succeeded", True),  # ended: status, events and release
+        ("MODIFIED", "Failed", True),
+        ("ADDED", "Running", True),  # a running pod seen after a restart or relist
+        ("DELETED", "Pending", True),  # gone: re-place or finish
+        ("MODIFIED", "Unknown", False),
+    ],
+)
+def test_which_pod_news_jumps_the_queue(event: str, phase: str, urgent: bool) -> None:
+    assert pod_news_is_urgent(event, pod(phase)) is urgent

@@ -72,3 +72,67 @@ async def test_delayed_keys_arrive_when_due() -> None:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     assert "later" in seen
+
+
+async def _drain(q: WorkQueue) -> list[str]:
+    """Everything `q` holds, in the order one worker takes it."""
+    seen: list[str] = []
+
+    async def process(key: str) -> None:
+        seen.append(key)
+
+    worker = asyncio.create_task(q.work(process), name="worker")
+    await asyncio.sleep(0.01)
+    worker.cancel()
+    await asyncio.gather(worker, return_exceptions=True)
+    return seen
+
+
+async def test_urgent_keys_are_taken_before_earlier_normal_ones() -> None:
+    q = WorkQueue()
+    for key in ("a", "b", "c"):
+        q.add(key)
+    q.add("x", urgent=True)
+    q.add("y", urgent=True)
+    assert len(q) == 5
+    assert await _drain(q) == ["x", "y", "a", "b", "c"]
+    assert len(q) == 0
+
+
+async def test_a_waiting_key_added_as_urgent_moves_up_and_still_runs_once() -> None:
+    q = WorkQueue()
+    for key in ("a", "b", "c"):
+        q.add(key)
+    q.add("c", urgent=True)
+    q.add("c")  # already urgent: stays there
+    assert len(q) == 3
+    assert await _drain(q) == ["c", "a", "b"]
+
+
+async def test_a_key_taken_from_the_urgent_lane_can_wait_in_the_normal_lane_again() -> None:
+    q = WorkQueue()
+    q.add("a")
+    q.add("a", urgent=True)  # leaves a stale entry in the normal lane
+    assert await _drain(q) == ["a"]
+    q.add("b")
+    q.add("a")
+    assert await _drain(q) == ["b", "a"]
+    assert len(q) == 0
+
+
+async def test_an_urgent_add_while_processing_reruns_the_key_urgently() -> None:
+    q = WorkQueue()
+    seen: list[str] = []
+
+    async def process(key: str) -> None:
+        seen.append(key)
+        if key == "k" and seen.count("k") == 1:
+            q.add("n")
+            q.add("k", urgent=True)  # "k" is active: it runs again, ahead of "n"
+
+    q.add("k")
+    worker = asyncio.create_task(q.work(process), name="worker")
+    await asyncio.sleep(0.01)
+    worker.cancel()
+    await asyncio.gather(worker, return_exceptions=True)
+    assert seen == ["k", "k", "n"]
