@@ -26,7 +26,6 @@ import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from kubernetes_asyncio import config as k8s_config
 
 from cis.devstack.platform import CisProcess, create_tenant, register_backing_clusters, start_cis
 from cis.devstack.stack import Stack, StackSettings
+from cis.domain.timestamps import parse_optional
 
 CONCURRENCY = 32
 IDLE_SECONDS = 15.0
@@ -137,8 +137,8 @@ def through_cis(cis: CisProcess, key: str, count: int, label: str) -> float:
             for inst in list_instances(cis.url, key, f"&labels=bench%3D{label}"):
                 status = inst.get("status", {})
                 phases[status.get("phase", "?")] += 1
-                if status.get("phase") == "Running" and inst["id"] not in lags and status.get("startedAt"):
-                    started = datetime.fromisoformat(status["startedAt"].replace("Z", "+00:00"))
+                started = parse_optional(status.get("startedAt"))
+                if status.get("phase") == "Running" and started is not None and inst["id"] not in lags:
                     lags[inst["id"]] = polled - started.timestamp()
             if creating.done() and phases["Running"] >= count:
                 break

@@ -72,12 +72,9 @@ class WorkQueue:
         """The next waiting key: urgent ones first, each lane in the order keys arrived."""
         while True:
             await self._entries.acquire()
-            from_urgent = bool(self._urgent)
-            key = (self._urgent if from_urgent else self._normal).popleft()
-            urgent = self._queued.get(key)
-            if urgent is None or (urgent and not from_urgent):
+            key = (self._urgent or self._normal).popleft()
+            if self._queued.pop(key, None) is None:
                 continue  # stale: the key moved to the urgent lane and was taken there
-            del self._queued[key]
             return key
 
     async def work(self, process: Callable[[str], Awaitable[None]]) -> None:
