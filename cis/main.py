@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import uvloop
 import yaml
 from aiohttp import web
 from elasticsearch import AsyncElasticsearch
@@ -282,7 +283,7 @@ def run_serve(args: argparse.Namespace) -> int:
                              controller=ControllerSettings(workers=args.workers))
     t0 = time.monotonic()
     try:
-        asyncio.run(Platform(settings).run())
+        uvloop.run(Platform(settings).run())
     except KeyboardInterrupt:
         pass
     log.info("CIS stopped after %.0fs", time.monotonic() - t0)
