@@ -110,11 +110,12 @@ class InstanceService:
                  cached_instances: Callable[[TenantName], Iterable[Instance]],
                  regions: Callable[[], set[str]], *,
                  cache: InstanceCache | None = None,
+                 decoded: DecodedInstances | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  random_bytes: Callable[[int], bytes] = os.urandom) -> None:
         self.store = store
         self._cache = cache
-        self._decoded = DecodedInstances()
+        self._decoded = decoded or DecodedInstances()
         self.tenants = tenants
         self._cached = cached_instances
         self._regions = regions
@@ -148,8 +149,9 @@ class InstanceService:
     async def create_batch(self, principal: Principal, raw_body: Any, tenant: str | None = None) -> list[Instance]:
         specs = parse_batch(raw_body)
         t = self._tenant_for(principal, tenant)
+        from_template = len({id(spec) for spec in specs}) == 1
         for i, spec in enumerate(specs):
-            check_region(t, spec, self._regions(), f"instances[{i}]." if len(set(map(id, specs))) > 1 else "template.")
+            check_region(t, spec, self._regions(), "template." if from_template else f"instances[{i}].")
         return await self._create_many(t, specs)
 
     async def _replay(self, tenant: TenantName, spec: InstanceSpec) -> Instance | None:

@@ -31,8 +31,9 @@ from cis.api.routes_billing import BillingContext
 from cis.controller.lease import LeaderElector
 from cis.controller.reconciler import Controller, ControllerSettings
 from cis.controller.sink import EventSink
+from cis.decoded import DecodedInstances
 from cis.domain.ids import TenantName
-from cis.domain.model import instance_from_resource
+from cis.domain.model import Instance
 from cis.history import EventHistory
 from cis.instances import InstanceService
 from cis.lifecycle_log import LifecycleLog
@@ -122,6 +123,8 @@ class Platform:
         self.services: Services | None = None
         self.instances: Informer | None = None
         self.hub: WatchHub | None = None
+        # Stored instances decoded once per version, for the controller and the API alike.
+        self.decoded = DecodedInstances()
         # Called with (kind, object) on every ContainerInstance change (gRPC watch streams).
         self.instance_listeners: list[Callable[[str, JSON], Awaitable[None]]] = []
 
@@ -166,16 +169,12 @@ class Platform:
                 "leader-or-standby": True, "http": self.site_started.is_set(),
                 "grpc": self.grpc_started.is_set() or self.settings.grpc_port is None}
 
-    def _cached_instances(self, tenant: TenantName) -> list[Any]:
-        assert self.controller is not None
-        prefix = f"tenant-{tenant}/"
-        out = []
+    def _cached_instances(self, tenant: TenantName) -> list[Instance]:
         assert self.instances is not None
-        for key, raw in list(self.instances.cache.items()):
-            if key.startswith(prefix):
-                with contextlib.suppress(Exception):
-                    out.append(instance_from_resource(raw))
-        return out
+        prefix = f"tenant-{tenant}/"
+        cache = self.instances.cache
+        return [inst for key in list(cache) if key.startswith(prefix)
+                and (inst := self.decoded.instance(cache[key])) is not None]
 
     @contextlib.asynccontextmanager
     async def _clients(self) -> AsyncIterator[tuple[KubeClient, KubeClient]]:
@@ -207,10 +206,11 @@ class Platform:
             self.hub = WatchHub(self.instances)
             self.instance_listeners.append(self.hub.listener)
             self.elector = LeaderElector(lease_kube, SYSTEM_NAMESPACE, "cis-controller", s.identity)
-            self.controller = Controller(kube, store, sink, self.instances, self.elector.leading, s.controller)
+            self.controller = Controller(kube, store, sink, self.instances, self.elector.leading, s.controller,
+                                         decoded=self.decoded)
             instances = InstanceService(store, self.tenants, self._cached_instances,
                                         lambda: {r["name"] for r in self._regions()},
-                                        cache=InformerInstances(self.instances))
+                                        cache=InformerInstances(self.instances), decoded=self.decoded)
             self.services = Services(instances=instances, tenants=self.tenants, metrics=self.metrics,
                                      regions=self._regions, ready=self._ready)
             self.metrics.counter("cis_kube_requests_total",

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from cis.backing import CLUSTER_LABEL, SYSTEM_NAMESPACE, ClusterRuntime, cluster_from_secret
 from cis.capacity import Capacity
+from cis.controller.echoes import OwnWrites
 from cis.controller.sink import EventSink
 from cis.decoded import DecodedInstances
 from cis.domain import errors
@@ -118,6 +119,7 @@ class Controller:
         may_lead: asyncio.Event,
         settings: ControllerSettings | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        decoded: DecodedInstances | None = None,
     ) -> None:
         self.mgmt = mgmt
         self.store = store
@@ -144,10 +146,12 @@ class Controller:
         self._waiting: dict[str, None] = {}
         # When each instance's status was last written (monotonic seconds), for coalescing.
         self._written_at: dict[str, float] = {}
+        self._own_writes = OwnWrites()
         # Instances whose placement is not written yet: (cluster, monotonic time their pod
         # was created, 0 while creating). See `_place`.
         self._placing: dict[str, tuple[str, float]] = {}
-        self._decoded = DecodedInstances()
+        # Shared with the API when both run in one process: each version is decoded once.
+        self._decoded = decoded or DecodedInstances()
         # Set by leader election; cluster views run on standbys too (the API uses them).
         self.may_lead = may_lead
         self.leading = asyncio.Event()
@@ -201,8 +205,11 @@ class Controller:
         log.info("backing cluster %s registered (region %s)", cfg.name, cfg.region)
 
     async def instance_event(self, kind: str, obj: JSON) -> None:
+        key = object_key(obj)
+        if self._own_writes.is_echo(kind, key, obj["metadata"].get("resourceVersion")):
+            return
         if self.leading.is_set():
-            self.queue.add(object_key(obj))
+            self.queue.add(key)
 
     async def _pod_event(self, rt: ClusterRuntime, kind: str, pod: JSON) -> None:
         labels = pod["metadata"].get("labels") or {}
@@ -327,6 +334,7 @@ class Controller:
         updated = await self.store.update_status(inst.with_status(status))
         key = f"{inst.namespace}/{inst.id}"
         self.instances.cache[key] = _merge_status(self.instances.cache.get(key), updated)
+        self._own_writes.wrote(key, updated.resource_version)
         self._note_written(key)
         return updated
 
