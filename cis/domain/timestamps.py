@@ -16,8 +16,8 @@ def format_timestamp(moment: datetime) -> str:
     """``2026-11-21T10:00:00.123Z``. Raises ``ValueError`` for a naive datetime."""
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError("naive datetime: pass an aware datetime (UTC)")
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # isoformat truncates to milliseconds, and is several times cheaper than strftime.
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def format_optional(moment: datetime | None) -> str | None:

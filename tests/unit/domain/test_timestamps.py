@@ -13,8 +13,10 @@ from cis.domain.timestamps import format_timestamp, parse_optional, parse_timest
         (datetime(2026, 11, 21, 10, 0, 0, tzinfo=UTC), "2026-11-21T10:00:00.000Z"),
         (datetime(2026, 11, 21, 10, 0, 0, 123999, tzinfo=UTC), "2026-11-21T10:00:00.123Z"),
         (datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone(timedelta(hours=2))), "2026-11-21T10:00:00.000Z"),
+        (datetime(2026, 11, 21, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-5))), "2026-11-22T04:59:59.999Z"),
+        (datetime(999, 1, 1, tzinfo=UTC), "0999-01-01T00:00:00.000Z"),
     ],
-    ids=["whole-second", "truncates-not-rounds", "converts-to-utc"],
+    ids=["whole-second", "truncates-not-rounds", "converts-to-utc", "crosses-midnight", "four-digit-year"],
 )
 def test_format(moment: datetime, text: str) -> None:
     assert format_timestamp(moment) == text
