@@ -207,7 +207,7 @@ class Platform:
             self.instance_listeners.append(self.hub.listener)
             self.elector = LeaderElector(lease_kube, SYSTEM_NAMESPACE, "cis-controller", s.identity)
             self.controller = Controller(kube, store, sink, self.instances, self.elector.leading, s.controller,
-                                         decoded=self.decoded)
+                                         decoded=self.decoded, stand_down=self.elector.standing_by)
             instances = InstanceService(store, self.tenants, self._cached_instances,
                                         lambda: {r["name"] for r in self._regions()},
                                         cache=InformerInstances(self.instances), decoded=self.decoded)

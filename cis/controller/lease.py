@@ -1,7 +1,8 @@
 """Leader election on a coordination.k8s.io Lease, so one controller reconciles at a time.
 
 Standby replicas retry until the holder stops renewing. A leader that cannot renew in
-time stops leading (raises), and its process exits: half-led is worse than restarted.
+time stands down at once (`leading` cleared, `standing_by` set, before anyone else may take
+the lease over), then tries again like any standby; the process and its API keep running.
 """
 
 from __future__ import annotations
@@ -14,10 +15,6 @@ from datetime import UTC, datetime, timedelta
 from kubeio.client import JSON, Conflict, KubeClient, KubeError, NotFound
 
 log = logging.getLogger(__name__)
-
-
-class LostLease(RuntimeError):
-    pass
 
 
 def _fmt(t: datetime) -> str:
@@ -65,6 +62,8 @@ class LeaderElector:
         self.retry_period = retry_period
         self.clock = clock
         self.leading = asyncio.Event()
+        self.standing_by = asyncio.Event()
+        self.standing_by.set()
         self._held: JSON | None = None  # the Lease as we last wrote it, while we hold it
 
     async def _try(self) -> bool:
@@ -113,7 +112,11 @@ class LeaderElector:
             if self.leading.is_set():
                 budget = renew_budget(started, last_renew, self.renew_deadline)
                 if budget <= 0:
-                    raise LostLease(f"lost lease {self.name}: not renewed for {self.renew_deadline:.0f}s")
+                    log.warning("lease %s: not renewed for %.0fs; standing by", self.name, self.renew_deadline)
+                    self.leading.clear()
+                    self.standing_by.set()
+                    self._held = None
+                    budget = self.renew_deadline
             try:
                 ok = await asyncio.wait_for(self._try(), budget)
             except TimeoutError:
@@ -125,6 +128,7 @@ class LeaderElector:
             if ok:
                 if not self.leading.is_set():
                     log.info("lease %s: %s is now the leader", self.name, self.identity)
+                self.standing_by.clear()
                 self.leading.set()
                 last_renew = started  # the renewTime written is from the attempt's start
             await asyncio.sleep(self.retry_period)

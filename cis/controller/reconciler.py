@@ -109,6 +109,10 @@ def snapshot(rt: ClusterRuntime, cap: Capacity) -> ClusterSnapshot:
     )
 
 
+class _SteppedDown(Exception):
+    """Ends the leader's task group when the lease is lost."""
+
+
 class Controller:
     def __init__(
         self,
@@ -120,6 +124,7 @@ class Controller:
         settings: ControllerSettings | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         decoded: DecodedInstances | None = None,
+        stand_down: asyncio.Event | None = None,
     ) -> None:
         self.mgmt = mgmt
         self.store = store
@@ -154,6 +159,7 @@ class Controller:
         self._decoded = decoded or DecodedInstances()
         # Set by leader election; cluster views run on standbys too (the API uses them).
         self.may_lead = may_lead
+        self.stand_down = stand_down  # set when the lease is lost; None: lead until stopped
         self.leading = asyncio.Event()
 
     # --- wiring -------------------------------------------------------------------------
@@ -171,23 +177,45 @@ class Controller:
             self._tg = tg
             tg.create_task(self.registrations.run(), name="cluster-registrations")
             await self.registrations.synced.wait()
-            tg.create_task(self.queue.run_delayed(), name="queue-delays")
-            tg.create_task(self._heartbeats(), name="heartbeats")
             tg.create_task(self._watch_cluster_health(), name="cluster-health")
             await self.instances.synced.wait()
             for rt in self.clusters.values():
                 while not rt.synced():
                     await asyncio.sleep(0.1)
-            await self.may_lead.wait()
-            self.leading.set()
-            for i in range(self.settings.workers):
-                tg.create_task(self.queue.work(self.reconcile), name=f"worker-{i}")
-            for key in list(self.instances.cache):
-                self.queue.add(key)
-            for rt in self.clusters.values():  # pods whose instance vanished while we were down
-                for pod in list(rt.pods.cache.values()):
-                    await self._pod_event(rt, "ADDED", pod)
-            log.info("controller running: %d instances, clusters %s", len(self.instances.cache), sorted(self.clusters))
+            while True:
+                await self.may_lead.wait()
+                await self._lead()
+
+    async def _lead(self) -> None:
+        """Reconcile everything, as a freshly started controller does, until the lease is
+        lost; then stop every worker and forget what only a leader keeps."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self.leading.set()
+                tg.create_task(self.queue.run_delayed(), name="queue-delays")
+                tg.create_task(self._heartbeats(), name="heartbeats")
+                for i in range(self.settings.workers):
+                    tg.create_task(self.queue.work(self.reconcile), name=f"worker-{i}")
+                for key in list(self.instances.cache):
+                    self.queue.add(key)
+                for rt in self.clusters.values():  # pods whose instance vanished while we were down
+                    for pod in list(rt.pods.cache.values()):
+                        await self._pod_event(rt, "ADDED", pod)
+                log.info("controller running: %d instances, clusters %s",
+                         len(self.instances.cache), sorted(self.clusters))
+                if self.stand_down is None:
+                    return
+                await self.stand_down.wait()
+                raise _SteppedDown
+        except* _SteppedDown:
+            log.warning("controller standing by: the lease was lost; the API keeps serving")
+        finally:
+            self.leading.clear()
+        self.queue = WorkQueue()
+        self._waiting.clear()
+        self._written_at.clear()
+        self._placing.clear()
+        self._own_writes = OwnWrites()
 
     async def _registration_event(self, kind: str, obj: JSON) -> None:
         cfg = cluster_from_secret(obj)

@@ -1,4 +1,5 @@
-"""Restarts and outages: the controller is killed mid-batch, a backing apiserver stops.
+"""Restarts and outages: the controller is killed mid-batch, loses its lease, a backing
+apiserver stops.
 
 Runs after the other instance tests (file order) because it stops and restarts shared
 processes; it restores them before it ends.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import collections
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -20,7 +22,7 @@ from tests.integration.helpers import Client, small, wait_for
 pytestmark = pytest.mark.usefixtures("clean_tenant")
 
 
-def lifecycle_events(stack: Stack) -> list[dict]:
+def lifecycle_events(stack: Stack) -> list[dict[str, Any]]:
     out = []
     for f in stack.events_dir.glob("lifecycle-*.ndjson"):
         out += [json.loads(line) for line in f.read_text().splitlines()]
@@ -58,6 +60,43 @@ def test_killing_the_controller_mid_batch_leaves_one_pod_per_instance(
     for iid in ids:
         c.call("DELETE", f"/v1/instances/{iid}")
     wait_for("batch deleted", lambda: not c.list_all("labels=batch%3Dkill"), 180, every=2)
+
+
+def lease_spec(stack: Stack) -> dict[str, Any]:
+    lease: dict[str, Any] = json.loads(stack.user.kubectl("get", "lease", "cis-controller", "-n", "cis-system",
+                                                          "-o", "json"))
+    return dict(lease["spec"])
+
+
+def test_a_leader_that_loses_its_lease_stands_by_and_leads_again(
+    stack: Stack, cis: CisProcess, tenant_key: str
+) -> None:
+    """Another holder takes the Lease: CIS stops reconciling within the renew deadline but
+    keeps serving its API; once that holder's lease runs out, CIS leads again and catches up."""
+    c = Client(cis, tenant_key)
+    ours = lease_spec(stack)["holderIdentity"]
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    stack.user.kubectl("patch", "lease", "cis-controller", "-n", "cis-system", "--type=merge", "-p", json.dumps(
+        {"spec": {"holderIdentity": "intruder", "renewTime": now, "acquireTime": now, "leaseDurationSeconds": 30}}))
+    taken = datetime.now(UTC)
+    # The leader notices at its next renewal and stands down within its 10 s renew deadline.
+    wait_for("the controller standing by", lambda: "controller standing by" in cis.process.log_file.read_text(),
+             15, every=0.5)
+    created = c.ok("POST", "/v1/instances", small(labels={"lease": "lost"}), 201)  # the API still serves
+    assert (datetime.now(UTC) - taken).total_seconds() < 25, "too slow to check that nobody reconciles"
+    wait_for("20 s after the takeover", lambda: (datetime.now(UTC) - taken).total_seconds() > 20, 30, every=0.5)
+    inst = c.ok("GET", f"/v1/instances/{created['id']}")
+    assert inst["status"].get("phase") in (None, "Queued") and lease_spec(stack)["holderIdentity"] == "intruder"
+    assert not any(p["metadata"]["name"] == created["id"]
+                   for cluster in stack.backing for p in cluster_pods(cluster, "tenant-acme"))
+    assert cis.process.popen is not None and cis.process.popen.poll() is None
+    # The intruder never renews: its lease runs out 30 s after it took it, and CIS takes it back.
+    wait_for("Running once CIS leads again",
+             lambda: c.ok("GET", f"/v1/instances/{created['id']}")["status"].get("phase") == "Running", 90, every=1)
+    assert lease_spec(stack)["holderIdentity"] == ours
+    assert (datetime.now(UTC) - taken).total_seconds() >= 30
+    c.call("DELETE", f"/v1/instances/{created['id']}")
+    wait_for("instance deleted", lambda: c.call("GET", f"/v1/instances/{created['id']}")[0] == 404, 60, every=1)
 
 
 def test_losing_a_backing_cluster_replaces_instances_and_reports_lost_ones(
