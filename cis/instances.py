@@ -149,7 +149,8 @@ class InstanceService:
     async def create_batch(self, principal: Principal, raw_body: Any, tenant: str | None = None) -> list[Instance]:
         specs = parse_batch(raw_body)
         t = self._tenant_for(principal, tenant)
-        from_template, known = len({id(spec) for spec in specs}) == 1, self._regions()
+        from_template = len({id(spec) for spec in specs}) == 1
+        known = self._regions()
         for i, spec in enumerate(specs):
             check_region(t, spec, known, "template." if from_template else f"instances[{i}].")
         return await self._create_many(t, specs)

@@ -172,9 +172,8 @@ class Platform:
     def _cached_instances(self, tenant: TenantName) -> list[Instance]:
         assert self.instances is not None
         prefix = f"tenant-{tenant}/"
-        cache = self.instances.cache
-        return [inst for key in list(cache) if key.startswith(prefix)
-                and (inst := self.decoded.instance(cache[key])) is not None]
+        return [inst for key, raw in self.instances.cache.items() if key.startswith(prefix)
+                and (inst := self.decoded.instance(raw)) is not None]
 
     @contextlib.asynccontextmanager
     async def _clients(self) -> AsyncIterator[tuple[KubeClient, KubeClient]]:
@@ -206,8 +205,8 @@ class Platform:
             self.hub = WatchHub(self.instances)
             self.instance_listeners.append(self.hub.listener)
             self.elector = LeaderElector(lease_kube, SYSTEM_NAMESPACE, "cis-controller", s.identity)
-            self.controller = Controller(kube, store, sink, self.instances, self.elector.leading, s.controller,
-                                         decoded=self.decoded, stand_down=self.elector.standing_by)
+            self.controller = Controller(kube, store, sink, self.instances, self.elector.leading,
+                                         self.elector.standing_by, self.decoded, s.controller)
             instances = InstanceService(store, self.tenants, self._cached_instances,
                                         lambda: {r["name"] for r in self._regions()},
                                         cache=InformerInstances(self.instances), decoded=self.decoded)

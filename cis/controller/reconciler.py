@@ -121,10 +121,10 @@ class Controller:
         sink: EventSink,
         instances: Informer,
         may_lead: asyncio.Event,
+        stand_down: asyncio.Event,
+        decoded: DecodedInstances,
         settings: ControllerSettings | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        decoded: DecodedInstances | None = None,
-        stand_down: asyncio.Event | None = None,
     ) -> None:
         self.mgmt = mgmt
         self.store = store
@@ -155,11 +155,12 @@ class Controller:
         # Instances whose placement is not written yet: (cluster, monotonic time their pod
         # was created, 0 while creating). See `_place`.
         self._placing: dict[str, tuple[str, float]] = {}
-        # Shared with the API when both run in one process: each version is decoded once.
-        self._decoded = decoded or DecodedInstances()
-        # Set by leader election; cluster views run on standbys too (the API uses them).
+        # Shared with the API, which reads the same informer: each version is decoded once.
+        self._decoded = decoded
+        # Set by leader election (lease won / lost); cluster views run on standbys too
+        # (the API uses them).
         self.may_lead = may_lead
-        self.stand_down = stand_down  # set when the lease is lost; None: lead until stopped
+        self.stand_down = stand_down
         self.leading = asyncio.Event()
 
     # --- wiring -------------------------------------------------------------------------
@@ -203,8 +204,6 @@ class Controller:
                         await self._pod_event(rt, "ADDED", pod)
                 log.info("controller running: %d instances, clusters %s",
                          len(self.instances.cache), sorted(self.clusters))
-                if self.stand_down is None:
-                    return
                 await self.stand_down.wait()
                 raise _SteppedDown
         except* _SteppedDown:
