@@ -24,7 +24,7 @@ from cis.domain.model import (
     instance_to_resource,
     owner_reference,
     secret_resource,
-    status_patch,
+    status_resource,
 )
 from cis.domain.timestamps import parse_optional
 from kubeio.client import JSON, Conflict, KubeClient, KubeError, NotFound, Unreachable
@@ -174,14 +174,9 @@ class InstanceStore:
 
     async def update_status(self, instance: Instance) -> Instance:
         """Write status with optimistic concurrency (resourceVersion); Conflict on a race."""
-        body = {
-            "apiVersion": "cis.io/v1", "kind": "ContainerInstance",
-            "metadata": {"name": instance.id, "namespace": instance.namespace,
-                         "resourceVersion": instance.resource_version},
-            "status": status_patch(instance.status),
-        }
         try:
-            raw = self._wrote(await self.kube.patch(f"{instance_path(instance.tenant, instance.id)}/status", body))
+            raw = self._wrote(await self.kube.replace(f"{instance_path(instance.tenant, instance.id)}/status",
+                                                      status_resource(instance)))
         except KubeError as exc:
             raise translate(exc, "instance", instance.id) from exc
         # The stored status is exactly the one we wrote: no need to decode the object again.

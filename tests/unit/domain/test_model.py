@@ -11,7 +11,6 @@ from cis.domain.ids import ClusterName, RegionName
 from cis.domain.model import (
     ANNOTATION_FINGERPRINT,
     FINALIZER,
-    STATUS_FIELDS,
     Condition,
     ContainerState,
     ContainerStatus,
@@ -25,7 +24,7 @@ from cis.domain.model import (
     owner_reference,
     secret_resource,
     status_from_json,
-    status_patch,
+    status_resource,
     status_to_json,
 )
 
@@ -93,6 +92,14 @@ def test_resource_round_trip() -> None:
     assert back.status == inst.status
     assert back.uid == "uid-1" and back.resource_version == "42" and not back.deleting
     assert back.fingerprint == inst.fingerprint
+
+
+def test_only_an_instance_with_a_client_token_keeps_a_fingerprint() -> None:
+    with_token = make_instance({**raw_spec(), "clientToken": "retry-me"})
+    assert with_token.fingerprint is not None
+    assert instance_to_resource(with_token)["metadata"]["annotations"]
+    without = make_instance()
+    assert without.fingerprint is None and "annotations" not in instance_to_resource(without)["metadata"]
 
 
 def test_size_is_kept_even_if_the_spec_would_round_differently() -> None:
@@ -171,10 +178,12 @@ def test_owner_reference_needs_a_uid() -> None:
         owner_reference(replace(make_instance(), uid=""))
 
 
-def test_status_patch_names_every_field_and_nulls_the_cleared_ones() -> None:
-    full = status_to_json(replace(RICH_STATUS, zone="eu-west-1a"))
-    assert set(full) == set(STATUS_FIELDS)  # the list covers every field a status can have
-    cleared = status_patch(replace(RICH_STATUS, reason=None, message=None, stopped_at=None, stop_reason=None))
-    assert set(cleared) == set(STATUS_FIELDS)
-    assert cleared["reason"] is None and cleared["message"] is None and cleared["stopReason"] is None
-    assert cleared["phase"] == "Failed" and cleared["eventSeq"] == 6
+def test_status_resource_replaces_the_whole_status_under_the_read_version() -> None:
+    inst = replace(make_instance(), resource_version="41")
+    cleared = replace(RICH_STATUS, reason=None, message=None, stopped_at=None, stop_reason=None)
+    body = status_resource(inst.with_status(cleared))
+    assert body["metadata"] == {"name": inst.id, "namespace": inst.namespace, "resourceVersion": "41"}
+    assert "spec" not in body  # the apiserver takes only status from a status write
+    assert body["status"] == status_to_json(cleared)
+    assert not {"reason", "message", "stoppedAt", "stopReason"} & set(body["status"])  # cleared: absent
+    assert body["status"]["phase"] == "Failed" and body["status"]["eventSeq"] == 6
