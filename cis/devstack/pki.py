@@ -53,11 +53,14 @@ class CertificateAuthority:
         if self.pair.cert.exists() and self.pair.key.exists():
             self._cert = x509.load_pem_x509_certificate(self.pair.cert.read_bytes())
             key = serialization.load_pem_private_key(self.pair.key.read_bytes(), None)
-            assert isinstance(key, ec.EllipticCurvePrivateKey)
-            self._key = key
+            assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)  # older stacks: EC
+            self._key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = key
             return
         directory.mkdir(parents=True, exist_ok=True)
-        self._key = ec.generate_private_key(ec.SECP256R1())
+        # RSA, as kubeadm's CA: every request with a client certificate has its signature
+        # checked by the apiserver, and an RSA signature checks several times faster than
+        # an ECDSA one. Leaf keys stay ECDSA (cheap TLS handshakes).
+        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         now = dt.datetime.now(dt.UTC)
         subject = _name(name)
         self._cert = (
