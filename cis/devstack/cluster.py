@@ -19,7 +19,7 @@ import yaml
 
 from cis.devstack.pki import CertificateAuthority, CertPair, write_kubeconfig
 from cis.devstack.probes import answers_ok, get_json, tls_context
-from cis.devstack.processes import Process
+from cis.devstack.processes import GO_RUNTIME_ENV, Process
 
 KATA_NODE_LABEL = "katacontainers.io/kata-runtime"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -170,6 +170,7 @@ class Cluster:
                 "--v=1",
             ],
             self.logs,
+            env=GO_RUNTIME_ENV,
         )
         self.controller_manager = Process(
             f"{name}-kube-controller-manager",
@@ -195,6 +196,7 @@ class Cluster:
                 "--v=1",
             ],
             self.logs,
+            env=GO_RUNTIME_ENV,
         )
         self.scheduler = Process(
             f"{name}-kube-scheduler",
@@ -211,6 +213,7 @@ class Cluster:
                 f"--tls-private-key-file={sched_tls.key}",
             ],
             self.logs,
+            env=GO_RUNTIME_ENV,
         )
         self.kwok: Process | None = None
         if spec.backing:
@@ -241,6 +244,7 @@ class Cluster:
                     "--node-lease-duration-seconds=40",
                 ],
                 self.logs,
+                env=GO_RUNTIME_ENV,
             )
 
     @property

@@ -18,6 +18,12 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+# The Go components (etcd, apiservers, controller-managers, schedulers, KWOK) collect
+# garbage when their heap has grown by 200% instead of the default 100%: on a 2-core,
+# 24 GiB machine CPU is the scarce resource and memory is not. Measured on the
+# management apiserver: about 17% fewer instructions per ContainerInstance status write.
+GO_RUNTIME_ENV: Mapping[str, str] = {"GOGC": "200"}
+
 
 class ComponentFailed(RuntimeError):
     """A component did not start or did not become ready; names it and points at its log."""

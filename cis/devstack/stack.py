@@ -24,7 +24,7 @@ from typing import Any
 from cis.devstack.cluster import Binaries, Cluster, ClusterSpec
 from cis.devstack.pki import CertificateAuthority, write_service_account_keys
 from cis.devstack.probes import answers_ok, get_json
-from cis.devstack.processes import ComponentFailed, Process, pid_file_alive, stop_pid_file
+from cis.devstack.processes import GO_RUNTIME_ENV, ComponentFailed, Process, pid_file_alive, stop_pid_file
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class Stack:
             # Test data: durability on power loss is not worth an fsync per write.
             "--unsafe-no-fsync=true", "--auto-compaction-retention=1",
             "--quota-backend-bytes=8589934592", "--log-level=warn",
-        ], self.logs)
+        ], self.logs, env=GO_RUNTIME_ENV)
 
     def _es_process(self) -> Process:
         es_home = self.bins.elasticsearch.parent.parent
