@@ -19,8 +19,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -48,9 +51,10 @@ def pod_body(name: str) -> dict[str, Any]:
                                      "resources": {"requests": res, "limits": res}}]}}
 
 
-async def baseline(stack: Stack, count: int) -> tuple[float, CpuCounters]:
+async def baseline(stack: Stack, count: int) -> tuple[float, CpuCounters, dict[str, float] | None]:
     """Bare pods, spread evenly over the backing clusters: seconds until all Running, and
-    the stack's CPU counters at that moment (before the pods are deleted again)."""
+    the stack's CPU and instruction counters at that moment (before the pods are deleted
+    again)."""
     apis = []
     for c in stack.backing:
         cfg = k8s.Configuration()
@@ -60,6 +64,7 @@ async def baseline(stack: Stack, count: int) -> tuple[float, CpuCounters]:
     try:
         cores = [k8s.CoreV1Api(a) for a in apis]
         sem = asyncio.Semaphore(CONCURRENCY)
+        instructions = InstructionCounter(stack_pids(stack))
         t0 = time.monotonic()
 
         async def create(i: int) -> None:
@@ -77,13 +82,14 @@ async def baseline(stack: Stack, count: int) -> tuple[float, CpuCounters]:
             await asyncio.sleep(0.5)
         elapsed = time.monotonic() - t0
         cpu_at_end = stack_cpu(stack)
+        instructions_used = instructions.stop()
         for core in cores:
             await core.delete_collection_namespaced_pod("default", label_selector="bench=baseline",
                                                         grace_period_seconds=0)
         for core in cores:
             while (await core.list_namespaced_pod("default", label_selector="bench=baseline")).items:
                 await asyncio.sleep(0.5)
-        return elapsed, cpu_at_end
+        return elapsed, cpu_at_end, instructions_used
     finally:
         for a in apis:
             await a.close()
@@ -208,6 +214,54 @@ def print_cpu(label: str, before: CpuCounters, after: CpuCounters, took: float) 
     return total
 
 
+def stack_pids(stack: Stack, cis: CisProcess | None = None) -> dict[str, int]:
+    procs = stack.processes + ([cis.process] if cis is not None else [])
+    return {p.name: p.popen.pid for p in procs if p.popen is not None} | {"bench": os.getpid()}
+
+
+class InstructionCounter:
+    """Instructions each process retires from now until `stop`, counted by the CPU
+    (`perf stat`). Unlike CPU seconds they hardly depend on what else the host runs, so
+    their ratio is the steady measure of how much more work one phase is than the other.
+    Where perf or the hardware counters are missing, `stop` answers None."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self._out = Path(tempfile.mkdtemp(prefix="cis-perf-"))
+        self._perf: dict[str, subprocess.Popen[bytes]] = {}
+        if shutil.which("perf") is None:
+            return
+        for name, pid in pids.items():
+            self._perf[name] = subprocess.Popen(
+                ["perf", "stat", "-x", ",", "-e", "instructions", "-p", str(pid), "-o", str(self._out / name)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.2)  # perf attaches
+
+    def stop(self) -> dict[str, float] | None:
+        """Billions of instructions by process name."""
+        for proc in self._perf.values():
+            proc.send_signal(signal.SIGINT)
+        counts: dict[str, float] = {}
+        for name, proc in self._perf.items():
+            proc.wait()
+            out = self._out / name
+            for line in out.read_text().splitlines() if out.exists() else ():
+                fields = line.split(",")
+                if len(fields) > 2 and fields[2].startswith("instructions"):
+                    # "<not counted>": the process did not run at all meanwhile
+                    counts[name] = int(fields[0]) / 1e9 if fields[0].isdigit() else 0.0
+        shutil.rmtree(self._out, ignore_errors=True)
+        return counts if counts and len(counts) == len(self._perf) else None
+
+
+def print_instructions(label: str, counts: dict[str, float] | None) -> float | None:
+    if counts is None:
+        return None
+    total = sum(counts.values())
+    top = ", ".join(f"{k} {v:.1f}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]) if v >= 0.5)
+    print(f"{label} instructions (billions): {total:.1f}: {top}")
+    return total
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -224,18 +278,22 @@ def delete_all(cis: CisProcess, key: str, label: str) -> None:
         time.sleep(1)
 
 
-def cis_round(stack: Stack, cis: CisProcess, key: str, count: int, label: str) -> tuple[float, float]:
-    """Seconds until `count` instances run, and the CPU seconds the stack and CIS used."""
+def cis_round(stack: Stack, cis: CisProcess, key: str, count: int,
+              label: str) -> tuple[float, float, float | None]:
+    """Seconds until `count` instances run, and the CPU seconds and instructions the stack
+    and CIS used."""
     assert cis.process.popen is not None
     before, cpu_before = kube_requests(cis.url), cpu_seconds(cis.process.popen.pid)
     cpu0 = stack_cpu(stack, cis)
+    instructions = InstructionCounter(stack_pids(stack, cis))
     took = through_cis(cis, key, count, label)
     used = print_cpu("CIS", cpu0, stack_cpu(stack, cis), took)
+    work = print_instructions("CIS", instructions.stop())
     print_requests_per_instance(before, kube_requests(cis.url), count)
     cpu = cpu_seconds(cis.process.popen.pid) - cpu_before
     print(f"CIS process CPU: {cpu:.1f}s = {1000 * cpu / count:.1f} ms per instance "
           f"({cpu / took:.0%} of one core over the run)")
-    return took, used
+    return took, used, work
 
 
 def main() -> None:
@@ -259,19 +317,21 @@ def main() -> None:
         register_backing_clusters(stack, max_pending=500)
         key = ""
         ratios: list[float] = []
+        work_ratios: list[float] = []
         # Rounds alternate the two phases, so a slow minute of this shared machine hits
         # one pair rather than deciding the result. CIS is stopped while the baseline
         # runs: it watches every pod of the backing clusters and would tax the baseline.
         for n in range(1, args.rounds + 1):
             print(f"round {n}/{args.rounds}")
             cpu0 = stack_cpu(stack)
-            base, cpu1 = asyncio.run(baseline(stack, args.count))
+            base, cpu1, base_instructions = asyncio.run(baseline(stack, args.count))
             base_cpu = print_cpu("baseline", cpu0, cpu1, base)
+            base_work = print_instructions("baseline", base_instructions)
             cis = start_cis(stack, workers=32)
             if not key:
                 key = create_tenant(cis, "bench", createBurst=100000, createRatePerSecond=100000,
                                     quota={"maxInstances": 100000, "maxVcpu": 100000, "maxMemoryGiB": 400000})
-            took, cis_cpu = cis_round(stack, cis, key, args.count, f"speed-{n}")
+            took, cis_cpu, cis_work = cis_round(stack, cis, key, args.count, f"speed-{n}")
             rate_base, rate_cis = args.count / base, args.count / took
             ratios.append(rate_cis / rate_base)
             print(f"baseline bare pods : {args.count} Running in {base:6.1f}s = {rate_base:6.1f} pods/s")
@@ -279,11 +339,17 @@ def main() -> None:
             print(f"ratio CIS/baseline : {ratios[-1]:.2f}")
             # Both phases keep the cores busy, so the ratio follows the CPU each one needs.
             print(f"CPU used, baseline/CIS: {base_cpu / cis_cpu:.2f}")
+            if base_work and cis_work:  # the same, counted in instructions: not skewed by the host
+                work_ratios.append(base_work / cis_work)
+                print(f"instructions, baseline/CIS: {work_ratios[-1]:.2f}")
             if n < args.rounds:
                 delete_all(cis, key, f"speed-{n}")
                 cis.process.stop()
         print(f"ratio CIS/baseline, median of {len(ratios)} rounds: {statistics.median(ratios):.2f} "
               f"({', '.join(f'{r:.2f}' for r in ratios)}; target >= 0.7)")
+        if work_ratios:
+            print(f"instructions baseline/CIS, median of {len(work_ratios)} rounds: "
+                  f"{statistics.median(work_ratios):.2f} ({', '.join(f'{r:.2f}' for r in work_ratios)})")
         assert cis is not None and cis.process.popen is not None
         extra = args.rss_instances - args.count
         spec = {"containers": [{"name": "main", "image": "nginx:1.27"}], "labels": {"bench": "rss"}}
