@@ -1,10 +1,11 @@
 """Benchmark: instances through CIS batch create until Running, against a baseline of bare
 pods created with a plain kubernetes-asyncio loop on the same backing clusters, measured
 in the same run. Rounds alternate the two phases (--rounds, default 3); each prints
-instances/s for both, their ratio and the CPU every component used, and the result is the
-median ratio (target >= 0.7). Then the controller's RSS with --rss-instances instances in
-the system (default 10,000; those beyond the clusters' room stay Queued, which is what
-admission is for).
+instances/s for both, their ratio, the CPU every component used and, where `perf` can
+count them, the instructions it retired (their baseline/CIS ratio is the measure of work
+that the host's other load hardly moves); the result is the median ratio (target >= 0.7).
+Then the controller's RSS with --rss-instances instances in the system (default 10,000;
+those beyond the clusters' room stay Queued, which is what admission is for).
 
 Starts its own stack (addresses 127.40.x.1) in --run-dir.
 Usage: .venv/bin/python bench/bench_instances.py [--count 2000] [--rounds 3] [--rss-instances 10000]
