@@ -189,13 +189,16 @@ class CpuCounters:
     steal: float  # CPU seconds the host gave to other guests (all cores)
 
 
+def stack_pids(stack: Stack, cis: CisProcess | None = None) -> dict[str, int]:
+    """Every process of the stack (and CIS) by name, and this benchmark itself."""
+    procs = stack.processes + ([cis.process] if cis is not None else [])
+    return {p.name: p.popen.pid for p in procs if p.popen is not None} | {"bench": os.getpid()}
+
+
 def stack_cpu(stack: Stack, cis: CisProcess | None = None) -> CpuCounters:
     """CPU seconds used so far by each process of the stack (and CIS), by name, and by
     this benchmark itself ("bench": its creating and polling compete for the same cores)."""
-    procs = stack.processes + ([cis.process] if cis is not None else [])
-    used = {p.name: cpu_seconds(p.popen.pid) for p in procs if p.popen is not None}
-    own = os.times()
-    return CpuCounters(used | {"bench": own.user + own.system}, steal_seconds())
+    return CpuCounters({name: cpu_seconds(pid) for name, pid in stack_pids(stack, cis).items()}, steal_seconds())
 
 
 def steal_seconds() -> float:
@@ -213,11 +216,6 @@ def print_cpu(label: str, before: CpuCounters, after: CpuCounters, took: float) 
     print(f"{label} CPU seconds: {total:.1f} in {took:.1f}s wall ({total / took:.2f} cores; "
           f"stolen by the host: {steal:.1f}): {top}")
     return total
-
-
-def stack_pids(stack: Stack, cis: CisProcess | None = None) -> dict[str, int]:
-    procs = stack.processes + ([cis.process] if cis is not None else [])
-    return {p.name: p.popen.pid for p in procs if p.popen is not None} | {"bench": os.getpid()}
 
 
 class InstructionCounter:
