@@ -34,6 +34,7 @@ from cis.controller.sink import EventSink
 from cis.decoded import DecodedInstances
 from cis.domain.ids import TenantName
 from cis.domain.model import Instance
+from cis.gc_tuning import freeze_startup_objects, tune_for_large_caches
 from cis.history import EventHistory
 from cis.instances import InstanceService
 from cis.lifecycle_log import LifecycleLog
@@ -240,6 +241,8 @@ class Platform:
                     await site.start()
                     self.site_started.set()
                     log.info("CIS API listening on http://%s:%d", s.host, s.port)
+                    await self.instances.synced.wait()
+                    freeze_startup_objects()
                     if s.grpc_port is not None:
                         tg.create_task(serve_grpc(self.services, self.hub, s.host, s.grpc_port, self.grpc_started),
                                        name="grpc")
@@ -281,6 +284,7 @@ def run_serve(args: argparse.Namespace) -> int:
                              admin_key_file=args.admin_key_file, prices_file=args.prices,
                              controller=ControllerSettings(workers=args.workers))
     t0 = time.monotonic()
+    tune_for_large_caches()
     try:
         uvloop.run(Platform(settings).run())
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cis.gc_tuning import tune_for_large_caches
 from kubeio.client import KubeClient, user_agent
 from vk_provider.auth import Authorizer
 from vk_provider.cis_client import Cis, GrpcCis
@@ -162,6 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     log.info("node %s (%s:%d) -> CIS %s", settings.node.name, settings.node.internal_ip, settings.node.port,
              settings.cis.target)
+    tune_for_large_caches()
     try:
         asyncio.run(_run_until_signal(settings))
     except Exception:
