@@ -18,9 +18,10 @@ import urllib.parse
 import urllib.request
 from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
+import orjson
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 
@@ -154,7 +155,7 @@ class KubeClient:
         query = [
             (k, str(v).lower() if isinstance(v, bool) else str(v)) for k, v in (params or {}).items() if v is not None
         ]
-        data = body if body is None or isinstance(body, (bytes, str)) else json.dumps(body)
+        data = body if body is None or isinstance(body, (bytes, str)) else orjson.dumps(body)
         self.requests[method] += 1
         extra: dict[str, Any] = {"server_hostname": self._server_hostname} if self._server_hostname else {}
         try:
@@ -183,12 +184,15 @@ class KubeClient:
     async def call(self, method: str, path: str, **kw: Any) -> JSON:
         resp = await self._request(method, path, **kw)
         try:
-            data: JSON = await resp.json(content_type=None)
+            raw = await resp.read()
+            # orjson: the objects of every request and watch pass through here; it parses
+            # them in well under half the time of the standard library.
+            data: Any = orjson.loads(raw) if raw.strip() else None  # None: an empty body
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise Unreachable(0, "Unreachable", f"{self.name}: {exc!r}") from exc
         finally:
             resp.release()
-        return data
+        return cast(JSON, data)
 
     async def text(self, path: str, params: Mapping[str, Any] | None = None) -> str:
         """GET a non-JSON endpoint (/readyz, container logs)."""

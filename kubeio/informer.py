@@ -10,11 +10,12 @@ our resourceVersion was compacted: relist. Handlers see events of one object in 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from kubeio.client import JSON, Gone, KubeClient, KubeError
 
@@ -168,7 +169,7 @@ class Informer:
                     line = await anext(lines, None)
                 if line is None:
                     return
-                event = json.loads(line)
+                event = orjson.loads(line)
                 kind, obj = event["type"], event["object"]
                 if kind == "ERROR":
                     code = int(obj.get("code", 0))
