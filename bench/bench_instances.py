@@ -3,7 +3,8 @@ pods created with a plain kubernetes-asyncio loop on the same backing clusters, 
 in the same run. Rounds alternate the two phases (--rounds, default 3); each prints
 instances/s for both, their ratio, the CPU every component used and, where `perf` can
 count them, the instructions it retired (their baseline/CIS ratio is the measure of work
-that the host's other load hardly moves); the result is the median ratio (target >= 0.7).
+that the host's other load hardly moves) and the cycles the phase took (the throughput
+ratio follows them); the result is the median ratio (target >= 0.7).
 Then the controller's RSS with --rss-instances instances in the system (default 10,000;
 those beyond the clusters' room stay Queued, which is what admission is for).
 
@@ -52,7 +53,7 @@ def pod_body(name: str) -> dict[str, Any]:
                                      "resources": {"requests": res, "limits": res}}]}}
 
 
-async def baseline(stack: Stack, count: int) -> tuple[float, CpuCounters, dict[str, float] | None]:
+async def baseline(stack: Stack, count: int) -> tuple[float, CpuCounters, PhaseCounts | None]:
     """Bare pods, spread evenly over the backing clusters: seconds until all Running, and
     the stack's CPU and instruction counters at that moment (before the pods are deleted
     again)."""
@@ -218,11 +219,22 @@ def print_cpu(label: str, before: CpuCounters, after: CpuCounters, took: float) 
     return total
 
 
+@dataclass(frozen=True)
+class PhaseCounts:
+    """What the CPU counted for each process over one phase, in billions."""
+    instructions: dict[str, float]
+    cycles: dict[str, float]
+
+
 class InstructionCounter:
-    """Instructions each process retires from now until `stop`, counted by the CPU
-    (`perf stat`). Unlike CPU seconds they hardly depend on what else the host runs, so
-    their ratio is the steady measure of how much more work one phase is than the other.
-    Where perf or the hardware counters are missing, `stop` answers None."""
+    """Instructions and cycles each process spends from now until `stop`, counted by the
+    CPU (`perf stat`). Instructions hardly depend on what else the host runs, so their
+    ratio is the steady measure of how much more work one phase is than the other; cycles
+    also count how well that work ran (instructions per cycle fall when more processes
+    share the caches), and the throughput ratio follows them. Where perf or the hardware
+    counters are missing, `stop` answers None."""
+
+    EVENTS = ("instructions", "cycles")
 
     def __init__(self, pids: dict[str, int]) -> None:
         self._out = Path(tempfile.mkdtemp(prefix="cis-perf-"))
@@ -231,34 +243,41 @@ class InstructionCounter:
             return
         for name, pid in pids.items():
             self._perf[name] = subprocess.Popen(
-                ["perf", "stat", "-x", ",", "-e", "instructions", "-p", str(pid), "-o", str(self._out / name)],
+                ["perf", "stat", "-x", ",", "-e", ",".join(self.EVENTS), "-p", str(pid), "-o", str(self._out / name)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.2)  # perf attaches
 
-    def stop(self) -> dict[str, float] | None:
-        """Billions of instructions by process name."""
+    def stop(self) -> PhaseCounts | None:
         for proc in self._perf.values():
             proc.send_signal(signal.SIGINT)
-        counts: dict[str, float] = {}
+        counts: dict[str, dict[str, float]] = {event: {} for event in self.EVENTS}
         for name, proc in self._perf.items():
             proc.wait()
             out = self._out / name
             for line in out.read_text().splitlines() if out.exists() else ():
                 fields = line.split(",")
-                if len(fields) > 2 and fields[2].startswith("instructions"):
+                event = fields[2].split(":")[0] if len(fields) > 2 else ""
+                if event in counts:
                     # "<not counted>": the process did not run at all meanwhile
-                    counts[name] = int(fields[0]) / 1e9 if fields[0].isdigit() else 0.0
+                    counts[event][name] = int(fields[0]) / 1e9 if fields[0].isdigit() else 0.0
         shutil.rmtree(self._out, ignore_errors=True)
-        return counts if counts and len(counts) == len(self._perf) else None
+        if not self._perf or any(len(c) != len(self._perf) for c in counts.values()):
+            return None
+        return PhaseCounts(counts["instructions"], counts["cycles"])
 
 
-def print_instructions(label: str, counts: dict[str, float] | None) -> float | None:
+def print_counts(label: str, counts: PhaseCounts | None) -> tuple[float, float] | None:
+    """Print instructions by process and the phase's cycles; return both totals."""
     if counts is None:
         return None
-    total = sum(counts.values())
-    top = ", ".join(f"{k} {v:.1f}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]) if v >= 0.5)
+    total = sum(counts.instructions.values())
+    cycles = sum(counts.cycles.values())
+    top = ", ".join(f"{k} {v:.1f}" for k, v in sorted(counts.instructions.items(), key=lambda kv: -kv[1]) if v >= 0.5)
     print(f"{label} instructions (billions): {total:.1f}: {top}")
-    return total
+    busiest = sorted(counts.cycles.items(), key=lambda kv: -kv[1])
+    ipc = ", ".join(f"{k} {counts.instructions[k] / c:.2f}" for k, c in busiest if c >= 2.0)
+    print(f"{label} cycles (billions): {cycles:.1f}, {total / cycles:.2f} instructions per cycle: {ipc}")
+    return total, cycles
 
 
 def rss_mib(pid: int) -> float:
@@ -278,7 +297,7 @@ def delete_all(cis: CisProcess, key: str, label: str) -> None:
 
 
 def cis_round(stack: Stack, cis: CisProcess, key: str, count: int,
-              label: str) -> tuple[float, float, float | None]:
+              label: str) -> tuple[float, float, tuple[float, float] | None]:
     """Seconds until `count` instances run, and the CPU seconds and instructions the stack
     and CIS used."""
     assert cis.process.popen is not None
@@ -287,7 +306,7 @@ def cis_round(stack: Stack, cis: CisProcess, key: str, count: int,
     instructions = InstructionCounter(stack_pids(stack, cis))
     took = through_cis(cis, key, count, label)
     used = print_cpu("CIS", cpu0, stack_cpu(stack, cis), took)
-    work = print_instructions("CIS", instructions.stop())
+    work = print_counts("CIS", instructions.stop())
     print_requests_per_instance(before, kube_requests(cis.url), count)
     cpu = cpu_seconds(cis.process.popen.pid) - cpu_before
     print(f"CIS process CPU: {cpu:.1f}s = {1000 * cpu / count:.1f} ms per instance "
@@ -317,6 +336,7 @@ def main() -> None:
         key = ""
         ratios: list[float] = []
         work_ratios: list[float] = []
+        cycle_ratios: list[float] = []
         # Rounds alternate the two phases, so a slow minute of this shared machine hits
         # one pair rather than deciding the result. CIS is stopped while the baseline
         # runs: it watches every pod of the backing clusters and would tax the baseline.
@@ -325,7 +345,7 @@ def main() -> None:
             cpu0 = stack_cpu(stack)
             base, cpu1, base_instructions = asyncio.run(baseline(stack, args.count))
             base_cpu = print_cpu("baseline", cpu0, cpu1, base)
-            base_work = print_instructions("baseline", base_instructions)
+            base_work = print_counts("baseline", base_instructions)
             cis = start_cis(stack, workers=32)
             if not key:
                 key = create_tenant(cis, "bench", createBurst=100000, createRatePerSecond=100000,
@@ -338,9 +358,10 @@ def main() -> None:
             print(f"ratio CIS/baseline : {ratios[-1]:.2f}")
             # Both phases keep the cores busy, so the ratio follows the CPU each one needs.
             print(f"CPU used, baseline/CIS: {base_cpu / cis_cpu:.2f}")
-            if base_work and cis_work:  # the same, counted in instructions: not skewed by the host
-                work_ratios.append(base_work / cis_work)
-                print(f"instructions, baseline/CIS: {work_ratios[-1]:.2f}")
+            if base_work and cis_work:  # the same, counted by the CPU: not skewed by the host
+                work_ratios.append(base_work[0] / cis_work[0])
+                cycle_ratios.append(base_work[1] / cis_work[1])
+                print(f"instructions, baseline/CIS: {work_ratios[-1]:.2f}; cycles: {cycle_ratios[-1]:.2f}")
             if n < args.rounds:
                 delete_all(cis, key, f"speed-{n}")
                 cis.process.stop()
@@ -348,7 +369,8 @@ def main() -> None:
               f"({', '.join(f'{r:.2f}' for r in ratios)}; target >= 0.7)")
         if work_ratios:
             print(f"instructions baseline/CIS, median of {len(work_ratios)} rounds: "
-                  f"{statistics.median(work_ratios):.2f} ({', '.join(f'{r:.2f}' for r in work_ratios)})")
+                  f"{statistics.median(work_ratios):.2f} ({', '.join(f'{r:.2f}' for r in work_ratios)}); "
+                  f"cycles {statistics.median(cycle_ratios):.2f} ({', '.join(f'{r:.2f}' for r in cycle_ratios)})")
         assert cis is not None and cis.process.popen is not None
         extra = args.rss_instances - args.count
         spec = {"containers": [{"name": "main", "image": "nginx:1.27"}], "labels": {"bench": "rss"}}
