@@ -243,12 +243,21 @@ class Controller:
         if LABEL_INSTANCE in labels and LABEL_TENANT in labels:
             key = f"tenant-{labels[LABEL_TENANT]}/{labels[LABEL_INSTANCE]}"
             # Urgent news jumps a burst of new instances waiting to be placed.
-            self.queue.add(key, urgent=pod_news_is_urgent(kind, pod))
+            urgent = pod_news_is_urgent(kind, pod)
+            if urgent or not self._first_status_pending(key):
+                self.queue.add(key, urgent=urgent)
             if kind != "DELETED" and self._is_orphan(rt, key):
                 self.queue.add(f"{ORPHAN}{rt.name}/{key}")
         if self._waiting and (kind == "DELETED" or pod.get("spec", {}).get("nodeName")):
             # A pod left the cluster or the scheduler's queue: room or a Pending slot freed.
             self._wake_queued(limit=4)
+
+    def _first_status_pending(self, key: str) -> bool:
+        """Whether `key`'s pod was created here moments ago and its first status write is
+        already due (`_place`): until then, news short of running, ending or vanishing
+        (the pod's own creation, its binding) would only be reconciled to wait again."""
+        created = self._placing.get(key, ("", 0.0))[1]
+        return created > 0 and time.monotonic() - created < self.settings.first_status_delay_seconds
 
     def _wake_queued(self, limit: int) -> None:
         """Retry the longest-waiting Queued instances first (FIFO), a few per freed slot,
@@ -358,9 +367,10 @@ class Controller:
         await self.sink.write(events)
         if status is None or (not status_changed(inst.status, status)):
             return inst if status is None else inst.with_status(status)
-        updated = await self.store.update_status(inst.with_status(status))
+        updated, stored = await self.store.update_status(inst.with_status(status))
         key = f"{inst.namespace}/{inst.id}"
-        self.instances.cache[key] = _merge_status(self.instances.cache.get(key), updated)
+        stored.get("metadata", {}).pop("managedFields", None)  # as the informer caches objects
+        self.instances.cache[key] = stored
         self._own_writes.wrote(key, updated.resource_version)
         self._note_written(key)
         return updated
@@ -573,10 +583,8 @@ class Controller:
             for raw in list(self.instances.cache.values()):
                 if (raw.get("status") or {}).get("phase") != Phase.RUNNING.value:
                     continue
-                try:
-                    beat = heartbeat_event(instance_from_resource(raw), now, interval)
-                except (ValueError, errors.InvalidInput):
-                    continue
+                inst = self._decoded.instance(raw)  # decoded once per version, shared with the API
+                beat = heartbeat_event(inst, now, interval) if inst is not None else None
                 if beat is not None:
                     beats.append(beat)
             await self.sink.write(beats)
@@ -602,12 +610,3 @@ class Controller:
                         if (raw.get("status") or {}).get("cluster") == rt.name:
                             self.queue.add(key)
 
-
-def _merge_status(cached: JSON | None, updated: Instance) -> JSON:
-    """The cached object with the status and resourceVersion we just wrote."""
-    from cis.domain.model import status_to_json
-
-    base = dict(cached or {})
-    base["metadata"] = {**base.get("metadata", {}), "resourceVersion": updated.resource_version}
-    base["status"] = status_to_json(updated.status)
-    return base
