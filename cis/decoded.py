@@ -11,10 +11,11 @@ the controller); nothing here is shared process-wide.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from cis.domain import errors
 from cis.domain.model import Instance, instance_from_resource, instance_to_public_json
@@ -44,7 +45,7 @@ class DecodedInstances:
         if entry is None:
             return None
         if entry.encoded is None:
-            entry.encoded = json.dumps(instance_to_public_json(entry.instance), separators=(",", ":"))
+            entry.encoded = orjson.dumps(instance_to_public_json(entry.instance)).decode()
         return entry.instance, entry.encoded
 
     def _entry(self, raw: dict[str, Any]) -> _Entry | None:

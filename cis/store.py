@@ -172,15 +172,17 @@ class InstanceStore:
                 log.warning("skipping malformed ContainerInstance %s", obj.get("metadata", {}).get("name"))
         return Page(items, raw.get("metadata", {}).get("continue") or None)
 
-    async def update_status(self, instance: Instance) -> Instance:
-        """Write status with optimistic concurrency (resourceVersion); Conflict on a race."""
+    async def update_status(self, instance: Instance) -> tuple[Instance, JSON]:
+        """Write status with optimistic concurrency (resourceVersion); Conflict on a race.
+        Returns the instance at its new version and the object as the apiserver stored it
+        (what the watch will bring, so a cache can hold it at once)."""
         try:
             raw = self._wrote(await self.kube.replace(f"{instance_path(instance.tenant, instance.id)}/status",
                                                       status_resource(instance)))
         except KubeError as exc:
             raise translate(exc, "instance", instance.id) from exc
         # The stored status is exactly the one we wrote: no need to decode the object again.
-        return replace(instance, resource_version=(raw.get("metadata") or {}).get("resourceVersion"))
+        return replace(instance, resource_version=(raw.get("metadata") or {}).get("resourceVersion")), raw
 
     async def request_restart(self, instance: Instance) -> Instance:
         """Mark the instance for a restart; the controller recreates its pod."""
