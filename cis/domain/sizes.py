@@ -28,6 +28,7 @@ events. The quantity helpers turn what Kubernetes returns ("500m", "1", "3282768
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from typing import Any
@@ -214,11 +215,15 @@ def round_up(
 # --- Kubernetes quantities ------------------------------------------------------------------
 
 
+# Memoised: every pod watch event re-reads its requests, and a cluster's pods share a
+# handful of distinct quantities. Both functions are pure.
+@functools.lru_cache(maxsize=1024)
 def parse_cpu(quantity: str | int | float) -> int:
     """A cpu quantity ("500m", "0.5", 2) in millicores, rounded up."""
     return cpu_to_millis(parse_quantity(quantity))
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_memory(quantity: str | int | float) -> int:
     """A memory quantity ("1Gi", "512Mi", "1e9") in bytes, rounded up."""
     return int(parse_quantity(quantity).to_integral_value(rounding=ROUND_CEILING))

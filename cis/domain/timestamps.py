@@ -9,9 +9,13 @@ any offset. Naive datetimes are refused: a time without a zone is a bug, not a v
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 
 
+# Memoised (both are pure): an instance's few timestamps are formatted for its stored
+# status, its REST view and its events again and again, and parsed back from each version.
+@functools.lru_cache(maxsize=8192)
 def format_timestamp(moment: datetime) -> str:
     """``2026-11-21T10:00:00.123Z``. Raises ``ValueError`` for a naive datetime."""
     if moment.tzinfo is None or moment.utcoffset() is None:
@@ -24,6 +28,7 @@ def format_optional(moment: datetime | None) -> str | None:
     return None if moment is None else format_timestamp(moment)
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_timestamp(text: str) -> datetime:
     """An aware UTC datetime from RFC 3339 text. Raises ``ValueError`` otherwise."""
     if not isinstance(text, str) or "T" not in text.upper():
