@@ -66,7 +66,7 @@ async def baseline(stack: Stack, count: int) -> tuple[float, CpuCounters, PhaseC
     try:
         cores = [k8s.CoreV1Api(a) for a in apis]
         sem = asyncio.Semaphore(CONCURRENCY)
-        instructions = InstructionCounter(stack_pids(stack))
+        perf = PerfCounters(stack_pids(stack))
         t0 = time.monotonic()
 
         async def create(i: int) -> None:
@@ -84,14 +84,14 @@ async def baseline(stack: Stack, count: int) -> tuple[float, CpuCounters, PhaseC
             await asyncio.sleep(0.5)
         elapsed = time.monotonic() - t0
         cpu_at_end = stack_cpu(stack)
-        instructions_used = instructions.stop()
+        counted = perf.stop()
         for core in cores:
             await core.delete_collection_namespaced_pod("default", label_selector="bench=baseline",
                                                         grace_period_seconds=0)
         for core in cores:
             while (await core.list_namespaced_pod("default", label_selector="bench=baseline")).items:
                 await asyncio.sleep(0.5)
-        return elapsed, cpu_at_end, instructions_used
+        return elapsed, cpu_at_end, counted
     finally:
         for a in apis:
             await a.close()
@@ -226,7 +226,7 @@ class PhaseCounts:
     cycles: dict[str, float]
 
 
-class InstructionCounter:
+class PerfCounters:
     """Instructions and cycles each process spends from now until `stop`, counted by the
     CPU (`perf stat`). Instructions hardly depend on what else the host runs, so their
     ratio is the steady measure of how much more work one phase is than the other; cycles
@@ -303,10 +303,10 @@ def cis_round(stack: Stack, cis: CisProcess, key: str, count: int,
     assert cis.process.popen is not None
     before, cpu_before = kube_requests(cis.url), cpu_seconds(cis.process.popen.pid)
     cpu0 = stack_cpu(stack, cis)
-    instructions = InstructionCounter(stack_pids(stack, cis))
+    perf = PerfCounters(stack_pids(stack, cis))
     took = through_cis(cis, key, count, label)
     used = print_cpu("CIS", cpu0, stack_cpu(stack, cis), took)
-    work = print_counts("CIS", instructions.stop())
+    work = print_counts("CIS", perf.stop())
     print_requests_per_instance(before, kube_requests(cis.url), count)
     cpu = cpu_seconds(cis.process.popen.pid) - cpu_before
     print(f"CIS process CPU: {cpu:.1f}s = {1000 * cpu / count:.1f} ms per instance "
@@ -343,9 +343,9 @@ def main() -> None:
         for n in range(1, args.rounds + 1):
             print(f"round {n}/{args.rounds}")
             cpu0 = stack_cpu(stack)
-            base, cpu1, base_instructions = asyncio.run(baseline(stack, args.count))
+            base, cpu1, base_counts = asyncio.run(baseline(stack, args.count))
             base_cpu = print_cpu("baseline", cpu0, cpu1, base)
-            base_work = print_counts("baseline", base_instructions)
+            base_work = print_counts("baseline", base_counts)
             cis = start_cis(stack, workers=32)
             if not key:
                 key = create_tenant(cis, "bench", createBurst=100000, createRatePerSecond=100000,

@@ -241,8 +241,7 @@ class Platform:
                     await site.start()
                     self.site_started.set()
                     log.info("CIS API listening on http://%s:%d", s.host, s.port)
-                    await self.instances.synced.wait()
-                    freeze_startup_objects()
+                    tg.create_task(self._freeze_when_synced(), name="gc-freeze")
                     if s.grpc_port is not None:
                         tg.create_task(serve_grpc(self.services, self.hub, s.host, s.grpc_port, self.grpc_started),
                                        name="grpc")
@@ -250,6 +249,11 @@ class Platform:
                 await runner.cleanup()
                 if es is not None:
                     await es.close()
+
+    async def _freeze_when_synced(self) -> None:
+        assert self.instances is not None
+        await self.instances.synced.wait()
+        freeze_startup_objects()
 
     async def _bootstrap_admin_key(self) -> None:
         path = self.settings.admin_key_file

@@ -187,7 +187,7 @@ class KubeClient:
             raw = await resp.read()
             # orjson: the objects of every request and watch pass through here; it parses
             # them in well under half the time of the standard library.
-            data: Any = orjson.loads(raw) if raw.strip() else None  # None: an empty body
+            data: Any = orjson.loads(raw) if raw and not raw.isspace() else None  # None: an empty body
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise Unreachable(0, "Unreachable", f"{self.name}: {exc!r}") from exc
         finally:

@@ -183,10 +183,14 @@ class Informer:
         finally:
             await lines.aclose()
 
+    def cache_written(self, obj: JSON) -> None:
+        """Cache an object this process has just written, as the apiserver returned it,
+        before its watch event arrives (which `_deliver` then recognises as not newer)."""
+        _drop_managed_fields(obj)
+        self.cache[object_key(obj)] = obj
+
     async def _deliver(self, kind: str, obj: JSON) -> None:
-        # Bookkeeping of server-side apply that no handler reads, often half an object's
-        # size: dropped before caching, as client-go's informers are usually told to.
-        obj.get("metadata", {}).pop("managedFields", None)
+        _drop_managed_fields(obj)
         key = object_key(obj)
         if kind == "MODIFIED" and is_older(obj, self.cache.get(key)):
             return  # the cache already holds a newer write of ours
@@ -198,3 +202,9 @@ class Informer:
             await self.handler(kind, obj)
         except Exception:
             log.exception("%s %s: handler failed for %s %s", self.client.name, self.path, kind, key)
+
+
+def _drop_managed_fields(obj: JSON) -> None:
+    """Bookkeeping of server-side apply that no handler reads, often half an object's
+    size: dropped before caching, as client-go's informers are usually told to."""
+    obj.get("metadata", {}).pop("managedFields", None)

@@ -244,7 +244,7 @@ class Controller:
             key = f"tenant-{labels[LABEL_TENANT]}/{labels[LABEL_INSTANCE]}"
             # Urgent news jumps a burst of new instances waiting to be placed.
             urgent = pod_news_is_urgent(kind, pod)
-            if urgent or not self._first_status_pending(key):
+            if urgent or self._first_status_wait(key) <= 0:
                 self.queue.add(key, urgent=urgent)
             if kind != "DELETED" and self._is_orphan(rt, key):
                 self.queue.add(f"{ORPHAN}{rt.name}/{key}")
@@ -252,12 +252,13 @@ class Controller:
             # A pod left the cluster or the scheduler's queue: room or a Pending slot freed.
             self._wake_queued(limit=4)
 
-    def _first_status_pending(self, key: str) -> bool:
-        """Whether `key`'s pod was created here moments ago and its first status write is
-        already due (`_place`): until then, news short of running, ending or vanishing
-        (the pod's own creation, its binding) would only be reconciled to wait again."""
+    def _first_status_wait(self, key: str) -> float:
+        """Seconds until the first status write of a pod created here is due (`_place`);
+        0 once due, or for a pod adopted after a restart. Until then, news short of running,
+        ending or vanishing (the pod's own creation, its binding) would only be reconciled
+        to wait again."""
         created = self._placing.get(key, ("", 0.0))[1]
-        return created > 0 and time.monotonic() - created < self.settings.first_status_delay_seconds
+        return created + self.settings.first_status_delay_seconds - time.monotonic() if created else 0.0
 
     def _wake_queued(self, limit: int) -> None:
         """Retry the longest-waiting Queued instances first (FIFO), a few per freed slot,
@@ -369,8 +370,7 @@ class Controller:
             return inst if status is None else inst.with_status(status)
         updated, stored = await self.store.update_status(inst.with_status(status))
         key = f"{inst.namespace}/{inst.id}"
-        stored.get("metadata", {}).pop("managedFields", None)  # as the informer caches objects
-        self.instances.cache[key] = stored
+        self.instances.cache_written(stored)
         self._own_writes.wrote(key, updated.resource_version)
         self._note_written(key)
         return updated
@@ -483,8 +483,7 @@ class Controller:
         new = status_from_pod(pod, self._scheduled(inst, rt, began), spec=inst.spec, now=now)
         if new.started_at is not None and new.started_at < began:  # a taken-over pod: billed from `began`
             new = replace(new, started_at=began)
-        created_here = self._placing.get(key, ("", 0.0))[1]  # 0: adopted after a restart
-        wait = created_here + self.settings.first_status_delay_seconds - time.monotonic() if created_here else 0.0
+        wait = self._first_status_wait(key)
         if new.phase is Phase.SCHEDULED and new.reason is None and wait > 0:
             self.queue.add_after(key, wait)  # still starting: one write once it runs, or soon
             return
