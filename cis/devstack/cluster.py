@@ -9,6 +9,7 @@ registers its node there).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from cis.devstack.processes import GO_RUNTIME_ENV, Process
 
 KATA_NODE_LABEL = "katacontainers.io/kata-runtime"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+# Set by the node lifecycle controller while a node is (or was seen) not ready.
+NOT_READY_TAINTS = frozenset({"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"})
 KWOK_PORT = 10247
 CIS_STAGES = Path(__file__).resolve().parents[2] / "deploy" / "local" / "kwok-cis-stages.yaml"
 
@@ -288,20 +291,36 @@ class Cluster:
         assert self.kwok is not None
         self.kwok.wait_ready(self._nodes_ready, timeout, "managing Ready nodes")
 
+    def wait_nodes_schedulable(self, since: dt.datetime, timeout: float = 120.0) -> None:
+        """After an apiserver outage: wait until KWOK has renewed every node's Lease since
+        `since` and the node lifecycle controller has lifted its not-ready/unreachable
+        taints, so new pods can land on the nodes again."""
+        assert self.kwok is not None
+        self.kwok.wait_ready(lambda: self._nodes_ready(renewed_since=since), timeout, "managing schedulable nodes")
+
     def _get(self, path: str) -> Any:
         try:
             return get_json(f"{self.spec.server}{path}", context=self._tls())
         except RuntimeError:
             return None
 
-    def _nodes_ready(self) -> bool:
+    def _nodes_ready(self, renewed_since: dt.datetime | None = None) -> bool:
+        """All KWOK nodes Ready and free of the taints that keep new pods off a node that
+        was not ready; with `renewed_since`, each also renewed its Lease after that time."""
         nodes = self._get("/api/v1/nodes?labelSelector=type%3Dkwok") or {"items": []}
         ready = [
             n
             for n in nodes["items"]
             if any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
+            and not {t.get("key") for t in n.get("spec", {}).get("taints") or []} & NOT_READY_TAINTS
+            and (renewed_since is None or self._lease_renewed_since(n["metadata"]["name"], renewed_since))
         ]
         return len(ready) == self.spec.kwok_nodes
+
+    def _lease_renewed_since(self, node: str, since: dt.datetime) -> bool:
+        lease = self._get(f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}") or {}
+        renewed = lease.get("spec", {}).get("renewTime")
+        return renewed is not None and dt.datetime.fromisoformat(renewed.replace("Z", "+00:00")) >= since
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         """Run the real kubectl against this cluster as admin."""
