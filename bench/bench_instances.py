@@ -1,12 +1,13 @@
 """Benchmark: instances through CIS batch create until Running, against a baseline of bare
 pods created with a plain kubernetes-asyncio loop on the same backing clusters, measured
-in the same run. Rounds alternate the two phases (--rounds, default 3); each prints
+in the same run. Rounds alternate the two phases (--rounds, default 5); each prints
 instances/s for both, their ratio and the CPU every component used; the result is the
 median ratio (target >= 0.7). With --perf, `perf stat` also counts the instructions each
 process retired (their baseline/CIS ratio is the measure of work that the host's other
 load hardly moves) and the cycles each phase took. Counting is off by default: on this
 kind of VM the hardware counters are virtualised, and counting every process of the stack
-makes both phases 40-60% slower, so the timed rounds run without it.
+makes both phases 35-60% slower (the one with more context switches more), so the timed
+rounds run without it.
 Then the controller's RSS with --rss-instances instances in the system (default 10,000;
 those beyond the clusters' room stay Queued, which is what admission is for).
 
