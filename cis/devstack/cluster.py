@@ -298,6 +298,27 @@ class Cluster:
         assert self.kwok is not None
         self.kwok.wait_ready(lambda: self._nodes_ready(renewed_since=since), timeout, "managing schedulable nodes")
 
+    def wait_recovered(self, since: dt.datetime, timeout: float = 180.0) -> None:
+        """After an apiserver outage: nodes schedulable again (`wait_nodes_schedulable`), and
+        a canary Deployment in a new namespace ready. The controller-manager's and the
+        scheduler's watches come back by themselves, but only once their retry backoff has
+        run out (up to about a minute after a long outage); until then a new namespace gets
+        no ServiceAccount and a new Deployment no pods."""
+        self.wait_nodes_schedulable(since, timeout)
+        ns = f"canary-{dt.datetime.now(dt.UTC):%H%M%S%f}"
+        self.kubectl("create", "namespace", ns)
+        try:
+            self.controller_manager.wait_ready(
+                lambda: self._get(f"/api/v1/namespaces/{ns}/serviceaccounts/default") is not None,
+                timeout, "serving (a new namespace's ServiceAccount)")
+            self.kubectl("-n", ns, "create", "deployment", "canary", "--image=nginx:1.27")
+            self.controller_manager.wait_ready(
+                lambda: (self._get(f"/apis/apps/v1/namespaces/{ns}/deployments/canary") or {})
+                .get("status", {}).get("readyReplicas") == 1,
+                timeout, "running a canary Deployment")
+        finally:
+            self.kubectl("delete", "namespace", ns, "--wait=false")
+
     def _get(self, path: str) -> Any:
         try:
             return get_json(f"{self.spec.server}{path}", context=self._tls())

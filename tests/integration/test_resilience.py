@@ -124,8 +124,9 @@ def test_losing_a_backing_cluster_replaces_instances_and_reports_lost_ones(
         back_at = datetime.now(UTC)
         lost.apiserver.start()
         lost.wait_apiserver()
-        # Shared cluster: leave it as the later tests expect, nodes heartbeating and untainted.
-        lost.wait_nodes_schedulable(since=back_at)
+        # Shared cluster: leave it as the later tests expect, its nodes heartbeating and
+        # untainted and its controllers watching again.
+        lost.wait_recovered(since=back_at)
     moved = c.wait_phase(movable, "Running", 120)
     assert moved["status"]["cluster"] == "region-a"
     assert moved["status"]["attempt"] >= 2

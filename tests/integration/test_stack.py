@@ -16,14 +16,17 @@ from cis.devstack.cluster import Cluster
 from cis.devstack.stack import Stack
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0,
+             explain: Callable[[], str] | None = None) -> Any:
+    """Poll `check` until true; on timeout, fail with what `explain` reports."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}"
+                                 + (f"\n{explain()}" if explain else ""))
         time.sleep(0.3)
 
 
@@ -56,8 +59,9 @@ def test_deployment_lands_on_kwok_nodes_and_becomes_ready(stack: Stack) -> None:
                     "--replicas=3")
     def available() -> bool:
         dep = kubectl_json(cluster, "-n", "deploy-test", "get", "deployment", "web")
-        return dep.get("status", {}).get("readyReplicas") == 3
-    wait_for("3 ready replicas", available, 90)
+        return bool(dep.get("status", {}).get("readyReplicas") == 3)
+    wait_for("3 ready replicas", available, 90, explain=lambda: cluster.kubectl(
+        "-n", "deploy-test", "get", "deployments,replicasets,pods,events", "-o", "wide"))
     pods = kubectl_json(cluster, "-n", "deploy-test", "get", "pods")["items"]
     assert {p["spec"]["nodeName"] for p in pods} <= {f"{cluster.spec.name}-node-{i}" for i in range(2)}
     assert all(p["status"]["podIP"] for p in pods)
