@@ -47,6 +47,10 @@ class ClusterSpec:
     def server(self) -> str:
         return f"https://{self.ip}:6443"
 
+    @property
+    def kwok_node_names(self) -> list[str]:
+        return [f"{self.name}-node-{i}" for i in range(self.kwok_nodes)]
+
 
 @dataclass(frozen=True)
 class Binaries:
@@ -269,7 +273,16 @@ class Cluster:
         self.controller_manager.start()
         self.scheduler.start()
         if self.kwok:
+            self._release_node_leases()
             self.kwok.start()
+
+    def _release_node_leases(self) -> None:
+        """A kubelet keeps its identity across restarts; KWOK takes a new one each start, so
+        on a stack started again it would first wait out its predecessor's node Leases
+        (40 s) and ignore the nodes' pods meanwhile, and some of those it never picks up
+        afterwards (it checks the takeover against a Lease cache that does not have it
+        yet). Deleting the old Leases lets it create its own at once."""
+        self.kubectl("-n", "kube-node-lease", "delete", "lease", "--ignore-not-found", *self.spec.kwok_node_names)
 
     def wait_controllers(self, timeout: float = 120.0) -> None:
         ctx = self._tls()
@@ -429,19 +442,19 @@ def backing_objects(spec: ClusterSpec) -> str:
             "scheduling": {"nodeSelector": {KATA_NODE_LABEL: "true"}},
         }
     ]
-    for i in range(spec.kwok_nodes):
+    for node_name in spec.kwok_node_names:
         objs.append(
             {
                 "apiVersion": "v1",
                 "kind": "Node",
                 "metadata": {
-                    "name": f"{spec.name}-node-{i}",
+                    "name": node_name,
                     "annotations": {KWOK_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
                     "labels": {
                         "type": "kwok",
                         "kubernetes.io/os": "linux",
                         "kubernetes.io/arch": "amd64",
-                        "kubernetes.io/hostname": f"{spec.name}-node-{i}",
+                        "kubernetes.io/hostname": node_name,
                         KATA_NODE_LABEL: "true",
                         "topology.kubernetes.io/region": spec.region,
                         "topology.kubernetes.io/zone": spec.zone,
