@@ -21,6 +21,7 @@ import yaml
 from cis.devstack.pki import CertificateAuthority, CertPair, write_kubeconfig
 from cis.devstack.probes import answers_ok, get_json, tls_context
 from cis.devstack.processes import GO_RUNTIME_ENV, Process
+from cis.domain.timestamps import parse_optional
 
 KATA_NODE_LABEL = "katacontainers.io/kata-runtime"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -353,8 +354,8 @@ class Cluster:
 
     def _lease_renewed_since(self, node: str, since: dt.datetime) -> bool:
         lease = self._get(f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}") or {}
-        renewed = lease.get("spec", {}).get("renewTime")
-        return renewed is not None and dt.datetime.fromisoformat(renewed.replace("Z", "+00:00")) >= since
+        renewed = parse_optional(lease.get("spec", {}).get("renewTime"))
+        return renewed is not None and renewed >= since
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         """Run the real kubectl against this cluster as admin."""
